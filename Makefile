@@ -1,0 +1,35 @@
+# Sluice — entry points. On a fresh machine: `make up` (platform) and `make test` (all tests).
+SHELL := /bin/bash
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
+# Compose v2 plugin (`docker compose`) when present, else v1 (`docker-compose`).
+COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo "docker-compose")
+export SLUICE_VERSION := $(VERSION)
+
+.PHONY: help deps images up down logs test lint fmt validate
+
+help:
+	@echo "make up        build what is missing, start the platform, wait until healthy"
+	@echo "make down      stop the platform (function containers included)"
+	@echo "make images    build every image locally (no registry, no pull)"
+	@echo "make test      install missing tools, build images, run every test"
+	@echo "make validate  check global-function-definition.yml"
+
+deps:
+	@scripts/deps.sh
+
+images: deps
+	@scripts/images.sh
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --release --locked --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+validate:
+	cargo run --release --locked -q -p orchestrator -- validate global-function-definition.yml
+
+test: images
+	$(MAKE) lint
+	cargo test --release --locked --workspace

@@ -1,0 +1,138 @@
+//! Config files in env-file format.
+//!
+//! Every Sluice binary reads its settings from command-line flags and `SLUICE_*`
+//! environment variables (clap, with the defaults shown by `--help`). `--config FILE`
+//! (or `SLUICE_CONFIG`) names an env-file whose `KEY=VALUE` lines are applied *before*
+//! the flags are parsed, so precedence is: flag > real environment > config file > default.
+
+use std::path::Path;
+
+/// Errors reading a config file; each names the file and line.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: expected KEY=VALUE, got `{text}`")]
+    Syntax {
+        path: String,
+        line: usize,
+        text: String,
+    },
+}
+
+/// Parses env-file text: blank lines and `#` comments are skipped, values may be quoted.
+pub fn parse_env_file(path: &str, text: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((k, v)) = line.split_once('=') else {
+            return Err(ConfigError::Syntax {
+                path: path.to_string(),
+                line: i + 1,
+                text: raw.to_string(),
+            });
+        };
+        let k = k.trim();
+        if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(ConfigError::Syntax {
+                path: path.to_string(),
+                line: i + 1,
+                text: raw.to_string(),
+            });
+        }
+        let v = v.trim();
+        let v = v
+            .strip_prefix('"')
+            .and_then(|s| s.strip_suffix('"'))
+            .or_else(|| v.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')))
+            .unwrap_or(v);
+        out.push((k.to_string(), v.to_string()));
+    }
+    Ok(out)
+}
+
+/// Finds `--config FILE` / `--config=FILE` in `args` or `SLUICE_CONFIG` in the environment,
+/// and returns the variables it sets that are not already in the environment.
+/// Call [`apply`] with the result before parsing flags.
+pub fn load_from_args(
+    args: &[String],
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut file = std::env::var("SLUICE_CONFIG").ok();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--config" {
+            file = it.next().cloned();
+        } else if let Some(f) = a.strip_prefix("--config=") {
+            file = Some(f.to_string());
+        }
+    }
+    let Some(file) = file else {
+        return Ok(Vec::new());
+    };
+    let text = std::fs::read_to_string(Path::new(&file)).map_err(|source| ConfigError::Read {
+        path: file.clone(),
+        source,
+    })?;
+    let vars = parse_env_file(&file, &text)?;
+    Ok(vars
+        .into_iter()
+        .filter(|(k, _)| std::env::var_os(k).is_none())
+        .collect())
+}
+
+/// Applies variables returned by [`load_from_args`] to the process environment.
+/// Call it first thing in `main`, before any thread (and the tokio runtime) starts.
+pub fn apply(vars: Vec<(String, String)>) {
+    for (k, v) in vars {
+        std::env::set_var(k, v);
+    }
+}
+
+/// Loads `--config` / `SLUICE_CONFIG` (if any) into the environment, exiting with a clear
+/// message when the file is unreadable or malformed. For `main`, before clap parses.
+pub fn load_or_exit() {
+    let args: Vec<String> = std::env::args().collect();
+    match load_from_args(&args) {
+        Ok(vars) => apply(vars),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_file_parses_comments_quotes_and_export() {
+        let v = parse_env_file(
+            "f",
+            "# c\n\nSLUICE_A=1\nexport SLUICE_B=\"two words\"\nSLUICE_C='x'\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            v,
+            vec![
+                ("SLUICE_A".into(), "1".into()),
+                ("SLUICE_B".into(), "two words".into()),
+                ("SLUICE_C".into(), "x".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn env_file_names_the_bad_line() {
+        let e = parse_env_file("cfg.env", "A=1\nnot a pair\n").expect_err("bad line");
+        assert_eq!(e.to_string(), "cfg.env:2: expected KEY=VALUE, got `not a pair`");
+    }
+}

@@ -1,0 +1,48 @@
+//! Types and helpers shared by every Sluice component.
+//!
+//! * [`registry`] — the function registry (`global-function-definition.yml`): parsing,
+//!   validation with line/column errors, defaults.
+//! * [`config`] — the env-file loader every binary uses for `--config`.
+//! * [`telemetry`] — `tracing` set-up (text or JSON logs).
+//! * [`shutdown`] — a future that resolves on SIGTERM / SIGINT.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod registry;
+pub mod shutdown;
+pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+/// The version every Sluice image tag is pinned to.
+pub const SLUICE_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Label put on every container the orchestrator manages.
+pub const LABEL_MANAGED: &str = "sluice.managed";
+/// Label naming the function a container serves.
+pub const LABEL_FUNCTION: &str = "sluice.function";
+
+/// True when `name` is a DNS label: `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63 characters.
+pub fn is_dns_label(name: &str) -> bool {
+    let b = name.as_bytes();
+    if b.is_empty() || b.len() > 63 {
+        return false;
+    }
+    let ok = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    ok(b[0]) && ok(b[b.len() - 1]) && b.iter().all(|&c| ok(c) || c == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_dns_label;
+
+    #[test]
+    fn dns_labels() {
+        for good in ["a", "hello", "fn-1", "0", &"a".repeat(63)] {
+            assert!(is_dns_label(good), "{good}");
+        }
+        for bad in ["", "-a", "a-", "Hello", "a_b", "a.b", &"a".repeat(64)] {
+            assert!(!is_dns_label(bad), "{bad}");
+        }
+    }
+}

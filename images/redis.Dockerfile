@@ -1,0 +1,12 @@
+# Redis for the compose stack, from Debian's package (no registry image).
+ARG SLUICE_VERSION
+FROM sluice/base:${SLUICE_VERSION}
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends redis-server redis-tools \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb /usr/share/doc/* /usr/share/man/* \
+ && mkdir -p /data && chown redis:redis /data
+USER redis
+WORKDIR /data
+EXPOSE 6379
+ENTRYPOINT ["redis-server"]
+CMD ["--bind", "0.0.0.0", "--protected-mode", "no", "--dir", "/data", "--appendonly", "yes", "--save", ""]

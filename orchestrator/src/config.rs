@@ -1,0 +1,99 @@
+//! Orchestrator settings: flags, `SLUICE_*` environment variables, or a `--config` env-file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// Address of the internal HTTP API (`/system/...`, `/healthz`).
+    #[arg(long, env = "SLUICE_LISTEN", default_value = "0.0.0.0:8082")]
+    pub listen: SocketAddr,
+
+    /// The function registry file; reloaded when it changes.
+    #[arg(
+        long,
+        env = "SLUICE_REGISTRY",
+        default_value = "global-function-definition.yml"
+    )]
+    pub registry: PathBuf,
+
+    /// Folder holding the functions' `function_folder`s. Default: `faas-runtime/functions`
+    /// next to the registry file.
+    #[arg(long, env = "SLUICE_FUNCTIONS_DIR")]
+    pub functions_dir: Option<PathBuf>,
+
+    /// Redis holding the registry, desired replicas and replica lists.
+    #[arg(long, env = "SLUICE_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
+
+    /// Docker engine address (unix socket path or tcp://…); default: DOCKER_HOST or the local socket.
+    #[arg(long, env = "SLUICE_DOCKER_HOST")]
+    pub docker_host: Option<String>,
+
+    /// Docker network every function container joins (created if missing).
+    #[arg(long, env = "SLUICE_NETWORK", default_value = "sluice")]
+    pub network: String,
+
+    /// Name of this Sluice installation: containers get the label `sluice.instance=<this>`
+    /// and only containers of the same instance are adopted. Also the prefix of container names
+    /// and of Redis keys.
+    #[arg(long, env = "SLUICE_INSTANCE", default_value = "sluice")]
+    pub instance: String,
+
+    /// Tag of the Sluice base images function images are built on
+    /// (`sluice/python:<tag>`, `sluice/runtime:<tag>`, `sluice/rust-build:<tag>`).
+    #[arg(long, env = "SLUICE_IMAGE_TAG", default_value = sluice_common::SLUICE_VERSION)]
+    pub image_tag: String,
+
+    /// Interval of the safety-net reconciliation with what Docker really runs.
+    #[arg(long, env = "SLUICE_RESYNC_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub resync_interval: Duration,
+
+    /// Interval between readiness probes of a starting replica.
+    #[arg(long, env = "SLUICE_READY_POLL", default_value = "5ms", value_parser = parse_duration)]
+    pub ready_poll: Duration,
+
+    /// Longest wait between restarts of a crash-looping function.
+    #[arg(long, env = "SLUICE_MAX_BACKOFF", default_value = "60s", value_parser = parse_duration)]
+    pub max_backoff: Duration,
+}
+
+impl Config {
+    pub fn functions_dir(&self) -> PathBuf {
+        match &self.functions_dir {
+            Some(d) => d.clone(),
+            None => self
+                .registry
+                .parent()
+                .map(|p| p.to_path_buf())
+                .unwrap_or_default()
+                .join("faas-runtime")
+                .join("functions"),
+        }
+    }
+}
+
+/// Parses `250ms`, `10s`, `2m`, `1h` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (e.g. 250ms, 10s, 2m)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("`{s}`: unknown unit `{unit}` (ms, s, m, h)")),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("`{s}` must be a non-negative duration"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}

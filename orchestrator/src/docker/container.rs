@@ -1,0 +1,130 @@
+//! How a replica container is created: labels, environment, network and the hardening every
+//! function container gets (BRIEF.md: non-root, read-only root filesystem with a tmpfs /tmp,
+//! all capabilities dropped, no-new-privileges, memory without swap, CPU and pids limits,
+//! never the Docker socket).
+
+use std::collections::HashMap;
+
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig, RestartPolicy,
+    RestartPolicyNameEnum,
+};
+use bollard::query_parameters::CreateContainerOptionsBuilder;
+use sluice_common::registry::{FunctionSpec, RuntimeMode};
+use sluice_common::{LABEL_FUNCTION, LABEL_MANAGED};
+
+use super::{Engine, LABEL_INSTANCE, LABEL_SPEC_HASH};
+use crate::error::{Error, Result};
+
+/// uid:gid function code runs as (created in sluice/base).
+pub const FUNCTION_USER: &str = "10001:10001";
+/// Port the in-container runtime listens on.
+pub const RUNTIME_PORT: u16 = 8080;
+/// Size of the writable /tmp of a function container.
+const TMPFS: &str = "rw,noexec,nosuid,nodev,size=64m";
+
+/// Seconds Docker waits between SIGTERM and SIGKILL when stopping a replica: the runtime
+/// lets in-flight calls finish (up to the call timeout) before it exits.
+pub fn stop_grace_secs(spec: &FunctionSpec) -> i32 {
+    (spec.limits.timeout.as_secs() as i32).saturating_add(5)
+}
+
+/// The runtime's environment for `spec` followed by the function's own `env:`.
+pub fn runtime_env(spec: &FunctionSpec) -> Vec<String> {
+    let mode = match spec.mode {
+        RuntimeMode::Python => "python",
+        RuntimeMode::Binary => "binary",
+        RuntimeMode::Http => "http",
+    };
+    let mut env = vec![
+        format!("SLUICE_FUNCTION={}", spec.name),
+        format!("SLUICE_MODE={mode}"),
+        format!("SLUICE_MAX_INFLIGHT={}", spec.scaling.max_concurrency),
+        format!("SLUICE_TIMEOUT_MS={}", spec.limits.timeout.as_millis()),
+        format!("SLUICE_MAX_BODY_BYTES={}", spec.limits.max_body_bytes),
+        format!(
+            "SLUICE_GRACE_MS={}",
+            spec.limits.timeout.as_millis().saturating_add(2000)
+        ),
+        format!("SLUICE_HTTP_PORT={}", spec.http_port),
+        "SLUICE_LOG_FORMAT=json".to_string(),
+    ];
+    env.extend(spec.env.iter().map(|(k, v)| format!("{k}={v}")));
+    env
+}
+
+impl Engine {
+    /// Creates and starts one replica of `spec` from `image` (an image id, so that a rolling
+    /// update never changes what an existing replica runs). `name` comes from
+    /// [`Engine::replica_name`]. Returns the container id.
+    pub async fn launch(
+        &self,
+        spec: &FunctionSpec,
+        name: &str,
+        image: &str,
+        spec_hash: &str,
+    ) -> Result<String> {
+        let labels = HashMap::from([
+            (LABEL_MANAGED.to_string(), "true".to_string()),
+            (LABEL_FUNCTION.to_string(), spec.name.clone()),
+            (LABEL_INSTANCE.to_string(), self.instance.clone()),
+            (LABEL_SPEC_HASH.to_string(), spec_hash.to_string()),
+        ]);
+        let memory = i64::try_from(spec.limits.memory_bytes).unwrap_or(i64::MAX);
+        let host_config = HostConfig {
+            memory: Some(memory),
+            memory_swap: Some(memory),
+            nano_cpus: Some((spec.limits.cpus * 1e9) as i64),
+            pids_limit: Some(i64::from(spec.limits.pids)),
+            readonly_rootfs: Some(true),
+            tmpfs: Some(HashMap::from([("/tmp".to_string(), TMPFS.to_string())])),
+            cap_drop: Some(vec!["ALL".to_string()]),
+            security_opt: Some(vec!["no-new-privileges:true".to_string()]),
+            init: Some(true),
+            network_mode: Some(self.network.clone()),
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::NO),
+                maximum_retry_count: None,
+            }),
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(image.to_string()),
+            user: Some(FUNCTION_USER.to_string()),
+            env: Some(runtime_env(spec)),
+            labels: Some(labels),
+            hostname: Some(name.to_string()),
+            stop_signal: Some("SIGTERM".to_string()),
+            stop_timeout: Some(i64::from(stop_grace_secs(spec))),
+            host_config: Some(host_config),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    self.network.clone(),
+                    EndpointSettings::default(),
+                )])),
+            }),
+            ..Default::default()
+        };
+        let opts = CreateContainerOptionsBuilder::default().name(name).build();
+        let created = self
+            .client()
+            .create_container(Some(opts), body)
+            .await
+            .map_err(|e| Error::docker(format!("cannot create a container for {}", spec.name), e))?;
+        if let Err(e) = self.client().start_container(&created.id, None).await {
+            // Never leave a created-but-not-started container behind.
+            let _ = self.remove(&created.id).await;
+            return Err(Error::docker(
+                format!("cannot start a container for {}", spec.name),
+                e,
+            ));
+        }
+        Ok(created.id)
+    }
+
+    /// A fresh container name for a replica of `function`: `<instance>-<function>-<random>`.
+    pub fn replica_name(&self, function: &str) -> String {
+        let suffix: u32 = rand::random();
+        format!("{}-{}-{:08x}", self.instance, function, suffix)
+    }
+}

@@ -1,0 +1,43 @@
+//! Readiness: a replica is routable only after its runtime's `/_/ready` answers 200.
+
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Polls `http://<address>/_/ready` every `every` until it answers 200 or `deadline` passes.
+pub async fn wait_ready(
+    http: &reqwest::Client,
+    address: &str,
+    every: Duration,
+    deadline: Duration,
+) -> Result<Duration> {
+    let url = format!("http://{address}/_/ready");
+    let started = Instant::now();
+    let mut last;
+    loop {
+        match http
+            .get(&url)
+            .timeout(Duration::from_secs(1))
+            .send()
+            .await
+        {
+            Ok(r) if r.status().is_success() => return Ok(started.elapsed()),
+            Ok(r) => {
+                let status = r.status();
+                let body = r.text().await.unwrap_or_default();
+                last = format!("{status}: {}", body.chars().take(300).collect::<String>());
+            }
+            Err(e) => last = e.to_string(),
+        }
+        if started.elapsed() >= deadline {
+            return Err(Error::new(
+                ErrorKind::Readiness,
+                format!(
+                    "not ready after {:.1}s (last answer: {last})",
+                    deadline.as_secs_f64()
+                ),
+            ));
+        }
+        tokio::time::sleep(every).await;
+    }
+}

@@ -1,0 +1,236 @@
+//! `orchestrator` — Sluice's brain: the function registry, image builds, container lifecycle
+//! over the Docker API, and (later) autoscaling.
+//!
+//! ```text
+//! orchestrator [serve]          run the orchestrator (default)
+//! orchestrator validate [FILE]  check a registry file, list every error, exit non-zero on any
+//! ```
+#![forbid(unsafe_code)]
+
+mod api;
+mod build;
+mod config;
+mod docker;
+mod error;
+mod functions;
+mod reload;
+mod state;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::functions::{Ctx, Supervisor};
+use crate::state::{FunctionRecord, Source, Store};
+
+#[derive(Parser)]
+#[command(name = "orchestrator", version, about = "Sluice orchestrator: registry, images, containers")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Cmd>,
+    /// Env-file with SLUICE_* settings (applied before flags and the environment are read).
+    #[arg(long, global = true, env = "SLUICE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    serve: Config,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the orchestrator (the default).
+    Serve,
+    /// Validate a registry file: print every error with its line and exit 1 if there is any.
+    Validate {
+        /// The registry file.
+        #[arg(default_value = "global-function-definition.yml")]
+        file: PathBuf,
+        /// Folder of the function folders (default: faas-runtime/functions next to FILE).
+        #[arg(long)]
+        functions_dir: Option<PathBuf>,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    sluice_common::config::load_or_exit();
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Cmd::Validate {
+            file,
+            functions_dir,
+        }) => validate(&file, functions_dir),
+        Some(Cmd::Serve) | None => {
+            sluice_common::telemetry::init("orchestrator");
+            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return std::process::ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(serve(cli.serve)) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "orchestrator failed");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn validate(file: &std::path::Path, functions_dir: Option<PathBuf>) -> std::process::ExitCode {
+    let dir = functions_dir.unwrap_or_else(|| {
+        file.parent()
+            .map(|p| p.to_path_buf())
+            .unwrap_or_default()
+            .join("faas-runtime")
+            .join("functions")
+    });
+    match sluice_common::registry::load(file, Some(&dir)) {
+        Ok(reg) => {
+            println!(
+                "{}: OK, {} function(s): {}",
+                file.display(),
+                reg.functions.len(),
+                reg.functions.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+            std::process::ExitCode::SUCCESS
+        }
+        Err(errs) => {
+            for e in &errs.0 {
+                eprintln!("{e}");
+            }
+            eprintln!("{}: {} error(s)", file.display(), errs.0.len());
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Retries `f` with backoff until it succeeds or `stop` is cancelled.
+async fn with_retry<T, F, Fut>(what: &str, stop: &CancellationToken, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = error::Result<T>>,
+{
+    let mut wait = Duration::from_millis(200);
+    loop {
+        match f().await {
+            Ok(v) => return Some(v),
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "{what} unavailable");
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return None,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        wait = (wait * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let stop = CancellationToken::new();
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            sluice_common::shutdown::signal().await;
+            stop.cancel();
+        });
+    }
+    let functions_dir = cfg.functions_dir();
+    tracing::info!(registry = %cfg.registry.display(), functions_dir = %functions_dir.display(),
+        instance = %cfg.instance, network = %cfg.network, "starting");
+
+    let Some(engine) = with_retry("docker engine", &stop, || {
+        docker::Engine::connect(cfg.docker_host.as_deref(), &cfg.network, &cfg.instance)
+    })
+    .await
+    else {
+        return Ok(());
+    };
+    if with_retry("docker network", &stop, || engine.ensure_network()).await.is_none() {
+        return Ok(());
+    }
+    let Some(store) = with_retry("redis", &stop, || Store::connect(&cfg.redis_url, &cfg.instance)).await
+    else {
+        return Ok(());
+    };
+
+    // Functions: the registry file, or, when it is invalid now, the last good one from Redis;
+    // plus those deployed over the API.
+    let stored = store.functions().await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "cannot read stored functions");
+        Default::default()
+    });
+    let file_specs = match sluice_common::registry::load(&cfg.registry, Some(&functions_dir)) {
+        Ok(reg) => reg.functions.into_values().collect::<Vec<_>>(),
+        Err(errs) => {
+            for e in &errs.0 {
+                tracing::error!(error = %e, "registry file rejected");
+            }
+            tracing::warn!("starting with the last good registry stored in redis");
+            stored
+                .values()
+                .filter(|r| r.source == Source::File)
+                .map(|r| r.spec.clone())
+                .collect()
+        }
+    };
+    let mut records: Vec<FunctionRecord> = file_specs
+        .iter()
+        .map(|s| FunctionRecord {
+            spec: s.clone(),
+            source: Source::File,
+        })
+        .collect();
+    for rec in stored.into_values() {
+        if rec.source == Source::Api && !records.iter().any(|r| r.spec.name == rec.spec.name) {
+            records.push(rec);
+        }
+    }
+    let desired = store.desired().await.unwrap_or_default();
+
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(2)
+        .build()?;
+    let ctx = Ctx {
+        builder: build::Builder::new(engine.clone(), functions_dir.clone(), cfg.image_tag.clone()),
+        engine: engine.clone(),
+        store,
+        http,
+        drainer: functions::drain::Drainer::default(),
+        ready_poll: cfg.ready_poll,
+        max_backoff: cfg.max_backoff,
+        functions_dir: functions_dir.clone(),
+    };
+    let sup = Supervisor::new(ctx, stop.clone());
+    sup.start(records, &desired).await;
+    let reloader = reload::Reloader::new(sup.clone(), cfg.registry.clone(), functions_dir);
+    reloader.mark_applied(&file_specs).await;
+
+    let (ev_tx, ev_rx) = tokio::sync::mpsc::channel(1024);
+    let watcher = tokio::spawn(docker::events::watch(engine, ev_tx, stop.clone()));
+    let router = tokio::spawn(sup.clone().route_events(ev_rx, cfg.resync_interval));
+    let watch = tokio::spawn(reloader.clone().watch(stop.clone()));
+
+    let app = api::router(api::Api {
+        sup: sup.clone(),
+        reloader: Arc::clone(&reloader),
+    });
+    let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
+    tracing::info!(listen = %cfg.listen, "API listening");
+    let shutdown = stop.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await?;
+
+    stop.cancel();
+    let _ = tokio::join!(watcher, router, watch);
+    sup.join().await;
+    tracing::info!("stopped; function containers keep running and are adopted at the next start");
+    Ok(())
+}
