@@ -33,3 +33,16 @@ validate:
 test: images
 	$(MAKE) lint
 	cargo test --release --locked --workspace
+
+# `make up`: build what is missing, start the stack, wait until every service is healthy.
+up: deps
+	@scripts/up.sh
+
+down:
+	@$(COMPOSE) down --remove-orphans
+	@ids=$$(docker ps -aq --filter label=sluice.managed=true --filter label=sluice.instance=sluice); \
+	  if [ -n "$$ids" ]; then echo "removing function containers"; docker rm -f $$ids >/dev/null; fi
+	@docker network rm sluice >/dev/null 2>&1 || true
+
+logs:
+	@$(COMPOSE) logs -f --tail=100

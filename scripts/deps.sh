@@ -11,6 +11,7 @@ check redis-server redis-server        # tests start their own redis-server on a
 check debootstrap debootstrap          # the base image is made from Debian packages
 check pkg-config pkg-config
 check curl curl
+check objcopy binutils                   # strips debug info from binaries copied into images
 check python3 python3                  # faas-runtime tests run the Python worker on the host
 if [ ${#need[@]} -gt 0 ]; then
   echo "[deps] installing: ${need[*]}"

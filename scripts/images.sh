@@ -34,7 +34,9 @@ SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
 build() { # tag dockerfile context [extra docker build args...]
   local tag=$1 file=$2 ctx=$3; shift 3
   log "building $tag"
-  docker build --quiet --build-arg "SLUICE_VERSION=$VERSION" -f "$file" -t "$tag" "$@" "$ctx" >/dev/null
+  # (The engine here has only the classic builder; its deprecation notice is dropped.)
+  docker build --quiet --build-arg "SLUICE_VERSION=$VERSION" -f "$file" -t "$tag" "$@" "$ctx" \
+    2> >(grep -v -e 'DEPRECATED: The legacy builder' -e 'Install the buildx' -e 'docs.docker.com/go/buildx' -e '^ *$' >&2) >/dev/null
 }
 
 base() {
@@ -73,16 +75,22 @@ need_binaries() {
   cargo build --release --locked --workspace --bins
 }
 
+# Copies a release binary without its debug info (images stay small; symbols are kept).
+copy_bin() { # name dest-dir
+  cp "target/release/$1" "$2/$1"
+  objcopy --strip-debug "$2/$1" 2>/dev/null || strip --strip-debug "$2/$1" 2>/dev/null || true
+}
+
 python_images() {
   local ctx=$WORK/ctx-python; rm -rf "$ctx"; mkdir -p "$ctx"
-  cp target/release/faas-runtime "$ctx/"
+  copy_bin faas-runtime "$ctx"
   build "sluice/python-build:$VERSION" images/python.Dockerfile "$ctx" --target python-build
   build "sluice/python:$VERSION" images/python.Dockerfile "$ctx" --target python
 }
 
 runtime_image() {
   local ctx=$WORK/ctx-runtime; rm -rf "$ctx"; mkdir -p "$ctx"
-  cp target/release/faas-runtime "$ctx/"
+  copy_bin faas-runtime "$ctx"
   build "sluice/runtime:$VERSION" images/runtime.Dockerfile "$ctx"
 }
 
@@ -115,7 +123,7 @@ service_image() { # name
   # (it launches only hardened, non-root function containers).
   [ "$name" = orchestrator ] && uid=0
   rm -rf "$ctx"; mkdir -p "$ctx"
-  cp "target/release/$name" "$ctx/"
+  copy_bin "$name" "$ctx"
   cat >"$ctx/Dockerfile" <<DOCKERFILE
 ARG SLUICE_VERSION
 FROM sluice/base:\${SLUICE_VERSION}

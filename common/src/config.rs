@@ -62,9 +62,7 @@ pub fn parse_env_file(path: &str, text: &str) -> Result<Vec<(String, String)>, C
 /// Finds `--config FILE` / `--config=FILE` in `args` or `SLUICE_CONFIG` in the environment,
 /// and returns the variables it sets that are not already in the environment.
 /// Call [`apply`] with the result before parsing flags.
-pub fn load_from_args(
-    args: &[String],
-) -> Result<Vec<(String, String)>, ConfigError> {
+pub fn load_from_args(args: &[String]) -> Result<Vec<(String, String)>, ConfigError> {
     let mut file = std::env::var("SLUICE_CONFIG").ok();
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -133,6 +131,9 @@ mod tests {
     #[test]
     fn env_file_names_the_bad_line() {
         let e = parse_env_file("cfg.env", "A=1\nnot a pair\n").expect_err("bad line");
-        assert_eq!(e.to_string(), "cfg.env:2: expected KEY=VALUE, got `not a pair`");
+        assert_eq!(
+            e.to_string(),
+            "cfg.env:2: expected KEY=VALUE, got `not a pair`"
+        );
     }
 }

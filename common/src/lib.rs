@@ -8,11 +8,13 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod healthcheck;
 pub mod registry;
 pub mod shutdown;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod xds;
 
 /// The version every Sluice image tag is pinned to.
 pub const SLUICE_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -81,6 +81,11 @@ pub struct Config {
     #[arg(long, env = "SLUICE_HTTP_PORT", default_value_t = 8081)]
     pub http_port: u16,
 
+    /// Threads serving HTTP: 0 = one per available CPU; 1 = a single-threaded event loop
+    /// (lowest per-call latency when the container has about one CPU).
+    #[arg(long, env = "SLUICE_WORKER_THREADS", default_value_t = 0)]
+    pub worker_threads: usize,
+
     /// binary mode: Content-Type of successful responses.
     #[arg(long, env = "SLUICE_CONTENT_TYPE", default_value = "text/plain")]
     pub content_type: String,

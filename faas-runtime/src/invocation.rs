@@ -25,13 +25,9 @@ pub struct Invocation {
 }
 
 impl Invocation {
-    /// Builds an invocation whose deadline is `timeout` from now.
-    pub fn new(
-        parts: &hyper::http::request::Parts,
-        body: Bytes,
-        request_id: String,
-        deadline: Instant,
-    ) -> Self {
+    /// Builds an invocation from the request head, its whole body and its deadline.
+    pub fn new(parts: hyper::http::request::Parts, body: Bytes, deadline: Instant) -> Self {
+        let request_id = request_id(&parts.headers);
         let remaining = deadline.saturating_duration_since(Instant::now());
         let deadline_epoch = (SystemTime::now() + remaining)
             .duration_since(UNIX_EPOCH)
@@ -41,7 +37,7 @@ impl Invocation {
             method: parts.method.as_str().to_string(),
             path: parts.uri.path().to_string(),
             query: parts.uri.query().unwrap_or("").to_string(),
-            headers: parts.headers.clone(),
+            headers: parts.headers,
             body,
             request_id,
             deadline,
@@ -99,15 +95,13 @@ fn percent_decode(s: &str) -> String {
     while i < b.len() {
         match b[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                match (hex(b[i + 1]), hex(b[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push(h << 4 | l);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 2;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             c => out.push(c),
         }
         i += 1;

@@ -17,10 +17,12 @@ use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response, StatusCode};
 
 use crate::backend::Backend;
-use crate::body::{declared_length, full, json_error, json_response, read_capped, too_large, RespBody};
+use crate::body::{
+    declared_length, full, json_error, json_response, read_capped, too_large, RespBody,
+};
 use crate::error::{ErrorKind, RuntimeError};
 use crate::inflight::Inflight;
-use crate::invocation::{request_id, Invocation, Outcome};
+use crate::invocation::{Invocation, Outcome};
 
 /// Header carrying the time spent in the function, in milliseconds.
 pub const RUNTIME_MS_HEADER: &str = "x-sluice-runtime-ms";
@@ -38,7 +40,10 @@ pub struct State {
 }
 
 /// The hyper service entry point.
-pub async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Response<RespBody>, Infallible> {
+pub async fn serve(
+    state: Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<RespBody>, Infallible> {
     if req.method() == Method::GET {
         match req.uri().path() {
             "/_/health" => return Ok(health()),
@@ -53,8 +58,12 @@ fn health() -> Response<RespBody> {
     json_response(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
 }
 
-/// 200 only when loaded, below the cap and not stopping; else 503 with the reason.
+/// 200 only when loaded, below the cap and not stopping; else 503 with the reason, or 500
+/// when the function can never become ready (see `Backend::broken`).
 fn ready(state: &State) -> Response<RespBody> {
+    if let Some(reason) = state.backend.broken() {
+        return json_error(StatusCode::INTERNAL_SERVER_ERROR, &reason, &state.function);
+    }
     let reason = if state.stopping.load(Ordering::Acquire) {
         Some("replica is shutting down".to_string())
     } else if let Err(reason) = state.backend.readiness() {
@@ -100,7 +109,7 @@ async fn invoke(state: &Arc<State>, req: Request<Incoming>) -> Response<RespBody
         Ok(b) => b,
         Err(e) => return error_response(state, &e, None),
     };
-    let inv = Invocation::new(&parts, body, request_id(&parts.headers), deadline);
+    let inv = Invocation::new(parts, body, deadline);
     let request_id = inv.request_id.clone();
     let task_state = state.clone();
     let started = Instant::now();
@@ -109,7 +118,10 @@ async fn invoke(state: &Arc<State>, req: Request<Incoming>) -> Response<RespBody
         match &task_state.backend {
             Backend::Python(b) => b.invoke(inv).await,
             Backend::Binary(b) => b.invoke(inv).await,
-            Backend::Http(_) => Err(RuntimeError::new(ErrorKind::Internal, "unreachable backend")),
+            Backend::Http(_) => Err(RuntimeError::new(
+                ErrorKind::Internal,
+                "unreachable backend",
+            )),
         }
     });
     let res = task.await.unwrap_or_else(|e| {
@@ -123,7 +135,9 @@ async fn invoke(state: &Arc<State>, req: Request<Incoming>) -> Response<RespBody
                 ErrorKind::Function | ErrorKind::Timeout | ErrorKind::Internal => {
                     tracing::warn!(function = %state.function, request_id = %request_id, error = %e, "invocation failed")
                 }
-                _ => tracing::debug!(function = %state.function, request_id = %request_id, error = %e, retryable = e.retryable(), "invocation refused"),
+                _ => {
+                    tracing::debug!(function = %state.function, request_id = %request_id, error = %e, retryable = e.retryable(), "invocation refused")
+                }
             }
             error_response(state, &e, Some(elapsed))
         }
@@ -137,7 +151,11 @@ fn outcome_response(outcome: Outcome) -> Response<RespBody> {
     resp
 }
 
-fn error_response(state: &State, e: &RuntimeError, elapsed: Option<Duration>) -> Response<RespBody> {
+fn error_response(
+    state: &State,
+    e: &RuntimeError,
+    elapsed: Option<Duration>,
+) -> Response<RespBody> {
     let resp = json_error(e.status(), &e.message, &state.function);
     match elapsed {
         Some(d) => with_runtime_ms(resp, d),

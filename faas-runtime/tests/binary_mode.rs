@@ -97,7 +97,11 @@ async fn huge_stderr_is_truncated_in_the_error() {
     assert_eq!(resp.status(), 500);
     let v: Value = resp.json().await.expect("json");
     let msg = v["error"].as_str().expect("message");
-    assert!(msg.len() < 8192, "error body kept small ({} bytes)", msg.len());
+    assert!(
+        msg.len() < 8192,
+        "error body kept small ({} bytes)",
+        msg.len()
+    );
     assert!(msg.contains("truncated"), "{}", &msg[..100]);
 }
 

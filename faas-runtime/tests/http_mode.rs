@@ -83,18 +83,28 @@ async fn forwards_method_path_query_headers_and_body() {
     assert!(pids.windows(2).all(|w| w[0] == w[1]), "{pids:?}");
 
     let resp = c.delete(rt.url("/x")).send().await.expect("call");
-    assert_eq!(resp.json::<Value>().await.expect("json")["method"], "DELETE");
+    assert_eq!(
+        resp.json::<Value>().await.expect("json")["method"],
+        "DELETE"
+    );
 }
 
 #[tokio::test]
 async fn ready_waits_for_the_server_to_accept_connections() {
     let (rt, _dir) = start(&[("START_DELAY", "0.8")]);
     rt.wait_listening().await;
-    let resp = client().get(rt.url("/_/ready")).send().await.expect("ready");
+    let resp = client()
+        .get(rt.url("/_/ready"))
+        .send()
+        .await
+        .expect("ready");
     assert_eq!(resp.status(), 503);
     let v: Value = resp.json().await.expect("json");
     assert!(
-        v["error"].as_str().unwrap_or("").contains("not accepting connections"),
+        v["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not accepting connections"),
         "{v}"
     );
     rt.wait_ready().await;
@@ -102,7 +112,10 @@ async fn ready_waits_for_the_server_to_accept_connections() {
 
 #[tokio::test]
 async fn slow_upstream_is_504_and_big_body_is_413() {
-    let (rt, _dir) = start(&[("SLUICE_TIMEOUT_MS", "300"), ("SLUICE_MAX_BODY_BYTES", "100")]);
+    let (rt, _dir) = start(&[
+        ("SLUICE_TIMEOUT_MS", "300"),
+        ("SLUICE_MAX_BODY_BYTES", "100"),
+    ]);
     rt.wait_ready().await;
     let c = client();
     let started = Instant::now();

@@ -28,7 +28,10 @@ impl KeepAlive {
     /// Sends `GET path` and returns (status, body).
     fn get(&mut self, path: &str) -> (u16, Vec<u8>) {
         let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
-        self.reader.get_mut().write_all(req.as_bytes()).expect("send");
+        self.reader
+            .get_mut()
+            .write_all(req.as_bytes())
+            .expect("send");
         let mut line = String::new();
         self.reader.read_line(&mut line).expect("status line");
         let status = line
@@ -109,7 +112,9 @@ async fn cold_start_and_per_call_overhead_are_small() {
         best_ready = best_ready.min(started.elapsed());
         best_listen = best_listen.min(listening.unwrap_or_default());
     }
-    eprintln!("python hello: exec→listening {best_listen:?}, exec→ready {best_ready:?} (best of 5)");
+    eprintln!(
+        "python hello: exec→listening {best_listen:?}, exec→ready {best_ready:?} (best of 5)"
+    );
     assert!(best_listen < Duration::from_millis(500));
     assert!(best_ready < Duration::from_secs(3));
 
@@ -137,7 +142,7 @@ async fn cold_start_and_per_call_overhead_are_small() {
     let server = write_file(
         dir.path(),
         "server.py",
-        "import http.server, os\nclass H(http.server.BaseHTTPRequestHandler):\n    protocol_version = 'HTTP/1.1'\n    def log_message(self, *a): pass\n    def do_GET(self):\n        self.send_response(200); self.send_header('content-length', '2'); self.end_headers(); self.wfile.write(b'ok')\nhttp.server.ThreadingHTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever()\n",
+        "import http.server, os\nclass H(http.server.BaseHTTPRequestHandler):\n    protocol_version = 'HTTP/1.1'\n    disable_nagle_algorithm = True\n    def log_message(self, *a): pass\n    def do_GET(self):\n        self.send_response(200); self.send_header('content-length', '2'); self.end_headers(); self.wfile.write(b'ok')\nhttp.server.ThreadingHTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever()\n",
         false,
     );
     let upstream = free_port();

@@ -35,7 +35,9 @@ async fn sigterm_lets_the_inflight_call_finish_refuses_new_connections_and_exits
     // New connections are refused (polling: the listener closes right after the signal).
     let port = rt.port;
     eventually("new connections refused", || {
-        TcpStream::connect(("127.0.0.1", port)).is_err().then_some(())
+        TcpStream::connect(("127.0.0.1", port))
+            .is_err()
+            .then_some(())
     })
     .await;
 

@@ -1,2 +1,20 @@
+//! `gateway` binary: see the library docs (`gateway::run`).
 #![forbid(unsafe_code)]
-fn main() {}
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    sluice_common::config::load_or_exit();
+    let cfg = gateway::config::Config::parse();
+    sluice_common::telemetry::init("gateway");
+    match gateway::run(cfg) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let cause = e.source.as_ref().map(|s| s.to_string()).unwrap_or_default();
+            tracing::error!(error = %e, %cause, "gateway failed to start");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -24,7 +24,11 @@ pub struct Config {
     pub functions_dir: Option<PathBuf>,
 
     /// Redis holding the registry, desired replicas and replica lists.
-    #[arg(long, env = "SLUICE_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    #[arg(
+        long,
+        env = "SLUICE_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
     pub redis_url: String,
 
     /// Docker engine address (unix socket path or tcp://…); default: DOCKER_HOST or the local socket.
@@ -53,6 +57,21 @@ pub struct Config {
     /// Interval between readiness probes of a starting replica.
     #[arg(long, env = "SLUICE_READY_POLL", default_value = "5ms", value_parser = parse_duration)]
     pub ready_poll: Duration,
+
+    /// REST address of the xds-connector (e.g. `http://xds-connector:8081`); empty: no data
+    /// plane (replicas are not published anywhere).
+    #[arg(long, env = "SLUICE_XDS_REST")]
+    pub xds_rest: Option<String>,
+
+    /// Admin addresses of the routers, comma-separated (e.g. `http://router:10001`): a replica
+    /// is stopped only once every router has finished its in-flight requests to it.
+    #[arg(long, env = "SLUICE_ROUTER_ADMIN", value_delimiter = ',')]
+    pub router_admin: Vec<String>,
+
+    /// How long, beyond the function's call timeout, a replica being removed may take to
+    /// finish its in-flight requests before it is stopped anyway.
+    #[arg(long, env = "SLUICE_DRAIN_SLACK", default_value = "5s", value_parser = parse_duration)]
+    pub drain_slack: Duration,
 
     /// Longest wait between restarts of a crash-looping function.
     #[arg(long, env = "SLUICE_MAX_BACKOFF", default_value = "60s", value_parser = parse_duration)]

@@ -91,7 +91,6 @@ impl Error {
     pub fn redis(message: impl Into<String>, source: redis::RedisError) -> Self {
         Error::new(ErrorKind::Redis, message).with_source(source)
     }
-
 }
 
 impl fmt::Display for Error {

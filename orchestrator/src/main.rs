@@ -4,12 +4,14 @@
 //! ```text
 //! orchestrator [serve]          run the orchestrator (default)
 //! orchestrator validate [FILE]  check a registry file, list every error, exit non-zero on any
+//! orchestrator healthcheck [URL] GET URL (default: own /healthz), exit 0 on 2xx (container healthcheck)
 //! ```
 #![forbid(unsafe_code)]
 
 mod api;
 mod build;
 mod config;
+mod dataplane;
 mod docker;
 mod error;
 mod functions;
@@ -28,7 +30,11 @@ use crate::functions::{Ctx, Supervisor};
 use crate::state::{FunctionRecord, Source, Store};
 
 #[derive(Parser)]
-#[command(name = "orchestrator", version, about = "Sluice orchestrator: registry, images, containers")]
+#[command(
+    name = "orchestrator",
+    version,
+    about = "Sluice orchestrator: registry, images, containers"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Cmd>,
@@ -55,6 +61,9 @@ enum Cmd {
 }
 
 fn main() -> std::process::ExitCode {
+    if let Some(code) = sluice_common::healthcheck::from_args("http://127.0.0.1:8082/healthz") {
+        return code;
+    }
     sluice_common::config::load_or_exit();
     let cli = Cli::parse();
     match cli.command {
@@ -64,7 +73,10 @@ fn main() -> std::process::ExitCode {
         }) => validate(&file, functions_dir),
         Some(Cmd::Serve) | None => {
             sluice_common::telemetry::init("orchestrator");
-            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("error: cannot start the async runtime: {e}");
@@ -152,10 +164,16 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     else {
         return Ok(());
     };
-    if with_retry("docker network", &stop, || engine.ensure_network()).await.is_none() {
+    if with_retry("docker network", &stop, || engine.ensure_network())
+        .await
+        .is_none()
+    {
         return Ok(());
     }
-    let Some(store) = with_retry("redis", &stop, || Store::connect(&cfg.redis_url, &cfg.instance)).await
+    let Some(store) = with_retry("redis", &stop, || {
+        Store::connect(&cfg.redis_url, &cfg.instance)
+    })
+    .await
     else {
         return Ok(());
     };
@@ -197,18 +215,32 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(2)
         .build()?;
+    let dataplane = dataplane::DataPlane::new(
+        http.clone(),
+        cfg.xds_rest.clone().filter(|u| !u.is_empty()),
+        cfg.router_admin.clone(),
+        cfg.drain_slack,
+    );
     let ctx = Ctx {
         builder: build::Builder::new(engine.clone(), functions_dir.clone(), cfg.image_tag.clone()),
         engine: engine.clone(),
         store,
         http,
-        drainer: functions::drain::Drainer::default(),
+        dataplane: dataplane.clone(),
         ready_poll: cfg.ready_poll,
         max_backoff: cfg.max_backoff,
         functions_dir: functions_dir.clone(),
     };
     let sup = Supervisor::new(ctx, stop.clone());
+    let known: Vec<String> = records.iter().map(|r| r.spec.name.clone()).collect();
     sup.start(records, &desired).await;
+    if dataplane.enabled() {
+        tokio::spawn(async move {
+            if let Err(e) = dataplane.prune(&known).await {
+                tracing::warn!(error = %e, "cannot prune the data-plane config");
+            }
+        });
+    }
     let reloader = reload::Reloader::new(sup.clone(), cfg.registry.clone(), functions_dir);
     reloader.mark_applied(&file_specs).await;
 

@@ -71,25 +71,53 @@ hello:
     let hc = &c["HostConfig"];
     assert_eq!(c["Config"]["User"], "10001:10001", "runs as non-root");
     assert_eq!(hc["ReadonlyRootfs"], true);
-    assert!(hc["Tmpfs"]["/tmp"].as_str().is_some_and(|t| t.contains("size=64m")), "tmpfs /tmp: {}", hc["Tmpfs"]);
+    assert!(
+        hc["Tmpfs"]["/tmp"]
+            .as_str()
+            .is_some_and(|t| t.contains("size=64m")),
+        "tmpfs /tmp: {}",
+        hc["Tmpfs"]
+    );
     assert_eq!(hc["CapDrop"], json!(["ALL"]));
     assert!(hc["CapAdd"].is_null() || hc["CapAdd"] == json!([]));
-    assert!(hc["SecurityOpt"].as_array().is_some_and(|o| o.iter().any(|x| x.as_str().is_some_and(|x| x.starts_with("no-new-privileges")))));
+    assert!(hc["SecurityOpt"]
+        .as_array()
+        .is_some_and(|o| o.iter().any(|x| x
+            .as_str()
+            .is_some_and(|x| x.starts_with("no-new-privileges")))));
     assert_eq!(hc["Memory"], 96 * 1024 * 1024);
-    assert_eq!(hc["MemorySwap"], 96 * 1024 * 1024, "no swap beyond the memory limit");
+    assert_eq!(
+        hc["MemorySwap"],
+        96 * 1024 * 1024,
+        "no swap beyond the memory limit"
+    );
     assert_eq!(hc["NanoCpus"], 500_000_000);
     assert_eq!(hc["PidsLimit"], 64);
     assert_eq!(hc["Privileged"], false);
     let mounts = c["Mounts"].as_array().cloned().unwrap_or_default();
-    assert!(mounts.iter().all(|m| !m["Source"].as_str().unwrap_or("").contains("docker.sock")), "no docker socket");
+    assert!(
+        mounts
+            .iter()
+            .all(|m| !m["Source"].as_str().unwrap_or("").contains("docker.sock")),
+        "no docker socket"
+    );
     assert!(mounts.is_empty(), "no mounts at all: {mounts:?}");
     assert_eq!(c["Config"]["Labels"]["sluice.managed"], "true");
     assert_eq!(c["Config"]["Labels"]["sluice.function"], "hello");
-    assert!(c["NetworkSettings"]["Networks"][&s.network].is_object(), "joined the function network");
+    assert!(
+        c["NetworkSettings"]["Networks"][&s.network].is_object(),
+        "joined the function network"
+    );
     let env: Vec<String> = serde_json::from_value(c["Config"]["Env"].clone()).expect("env");
     assert!(env.contains(&"GREETING=hi".to_string()));
     // The function really cannot write outside /tmp, and really is uid 10001.
-    let out = docker(&["exec", id, "sh", "-c", "id -u; touch /opt/function/x 2>&1; touch /tmp/ok && echo tmp-ok"]);
+    let out = docker(&[
+        "exec",
+        id,
+        "sh",
+        "-c",
+        "id -u; touch /opt/function/x 2>&1; touch /tmp/ok && echo tmp-ok",
+    ]);
     assert!(out.starts_with("10001"), "{out}");
     assert!(out.contains("Read-only file system"), "{out}");
     assert!(out.contains("tmp-ok"), "{out}");
@@ -97,8 +125,9 @@ hello:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_looping_function_backs_off_visibly() {
-    let mut reg = entry("crashy", "crashy", "python", "handler.py", "");
-    reg.push_str("  scaling:\n    cold_start_timeout: 3s\n");
+    // Default cold_start_timeout (30 s): a replica that can never become ready is given up on
+    // at once (the runtime's /_/ready answers 500), not after the timeout.
+    let reg = entry("crashy", "crashy", "python", "handler.py", "");
     let mut s = Stack::new("crash", &reg);
     let dir = s.functions_dir().join("crashy");
     std::fs::create_dir_all(&dir).expect("mkdir");
@@ -106,11 +135,16 @@ async fn crash_looping_function_backs_off_visibly() {
     s.start_orchestrator().await;
     wait_built(&s, "crashy").await;
     assert_eq!(s.scale("crashy", 1).await, 202);
-    let f = wait_for("crash loop visible in the API", Duration::from_secs(60), || async {
-        let f = s.function("crashy").await;
-        let cl = &f["crashLoop"];
-        (cl["consecutive_failures"].as_u64()? >= 2 && cl["retry_in_ms"].as_u64()? > 0).then_some(f)
-    })
+    let f = wait_for(
+        "crash loop visible in the API",
+        Duration::from_secs(20),
+        || async {
+            let f = s.function("crashy").await;
+            let cl = &f["crashLoop"];
+            (cl["consecutive_failures"].as_u64()? >= 2 && cl["retry_in_ms"].as_u64()? > 0)
+                .then_some(f)
+        },
+    )
     .await;
     assert_eq!(f["availableReplicas"], 0);
     let last = f["crashLoop"]["last_error"].as_str().unwrap_or_default();
@@ -131,7 +165,9 @@ async fn deploy_api_validates_builds_python_deps_and_removes() {
     let (code, body) = s.get("/system/function/nope").await;
     assert_eq!(code, 404);
     assert_eq!(body["function"], "nope");
-    assert!(body["error"].as_str().is_some_and(|e| e.contains("not found")));
+    assert!(body["error"]
+        .as_str()
+        .is_some_and(|e| e.contains("not found")));
 
     // Invalid definitions → 400 listing every error with its field.
     let bad = json!({
@@ -140,15 +176,30 @@ async fn deploy_api_validates_builds_python_deps_and_removes() {
         "configuration": { "programming_language": "cobol", "base_function_file_name": "x", "function_folder": "nope" },
         "scaling": { "max_replica": 3 }
     });
-    let r = s.http.post(s.api("/system/functions")).json(&bad).send().await.expect("post");
+    let r = s
+        .http
+        .post(s.api("/system/functions"))
+        .json(&bad)
+        .send()
+        .await
+        .expect("post");
     assert_eq!(r.status(), 400);
     let body: Value = r.json().await.expect("json");
     let errors = body["errors"].to_string();
     assert!(errors.contains("cobol"), "{errors}");
-    assert!(errors.contains("max_replicas"), "suggests the right field: {errors}");
+    assert!(
+        errors.contains("max_replicas"),
+        "suggests the right field: {errors}"
+    );
 
     // A file function cannot be replaced or deleted over the API.
-    let r = s.http.delete(s.api("/system/functions")).json(&json!({"functionName": "hello"})).send().await.expect("delete");
+    let r = s
+        .http
+        .delete(s.api("/system/functions"))
+        .json(&json!({"functionName": "hello"}))
+        .send()
+        .await
+        .expect("delete");
     assert_eq!(r.status(), 409);
 
     // Deploy `deps` (pip dependency installed at build time), call it, remove it.
@@ -162,7 +213,13 @@ async fn deploy_api_validates_builds_python_deps_and_removes() {
             "extra_dependencies": "six==1.16.0"
         }
     });
-    let r = s.http.post(s.api("/system/functions")).json(&deps).send().await.expect("deploy");
+    let r = s
+        .http
+        .post(s.api("/system/functions"))
+        .json(&deps)
+        .send()
+        .await
+        .expect("deploy");
     assert_eq!(r.status(), 202);
     let f = wait_built(&s, "deps").await;
     assert_eq!(f["image"], "sluice/fn-deps:0.2");
@@ -171,11 +228,31 @@ async fn deploy_api_validates_builds_python_deps_and_removes() {
     assert_eq!(s.scale("deps", 11).await, 400);
     assert_eq!(s.scale("deps", 1).await, 202);
     let f = s.wait_ready("deps", 1, Duration::from_secs(60)).await;
-    let addr = f["replicaList"][0]["address"].as_str().expect("address").to_string();
-    let body = s.http.get(format!("http://{addr}/")).send().await.expect("call").text().await.expect("body");
-    assert!(body.contains("1.16.0"), "six imported from the image: {body}");
+    let addr = f["replicaList"][0]["address"]
+        .as_str()
+        .expect("address")
+        .to_string();
+    let body = s
+        .http
+        .get(format!("http://{addr}/"))
+        .send()
+        .await
+        .expect("call")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        body.contains("1.16.0"),
+        "six imported from the image: {body}"
+    );
 
-    let r = s.http.delete(s.api("/system/functions")).json(&json!({"functionName": "deps"})).send().await.expect("delete");
+    let r = s
+        .http
+        .delete(s.api("/system/functions"))
+        .json(&json!({"functionName": "deps"}))
+        .send()
+        .await
+        .expect("delete");
     assert_eq!(r.status(), 202);
     wait_for("deps removed", Duration::from_secs(60), || async {
         let (code, _) = s.get("/system/function/deps").await;
@@ -191,9 +268,18 @@ async fn rust_function_is_compiled_into_its_image() {
     wait_built(&s, "echo").await;
     assert_eq!(s.scale("echo", 1).await, 202);
     let f = s.wait_ready("echo", 1, Duration::from_secs(60)).await;
-    let addr = f["replicaList"][0]["address"].as_str().expect("address").to_string();
+    let addr = f["replicaList"][0]["address"]
+        .as_str()
+        .expect("address")
+        .to_string();
     let payload = vec![0u8, 159, 146, 150, b'h', b'i'];
-    let r = s.http.post(format!("http://{addr}/")).body(payload.clone()).send().await.expect("call");
+    let r = s
+        .http
+        .post(format!("http://{addr}/"))
+        .body(payload.clone())
+        .send()
+        .await
+        .expect("call");
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.expect("body").to_vec(), payload);
 }
@@ -214,14 +300,23 @@ async fn registry_edits_add_roll_reject_and_remove() {
     wait_built(&s, "sleep").await;
 
     // A bad edit is rejected with its line; the last good registry stays.
-    std::fs::write(s.registry_path(), format!("{hello}{sleep}  scaling:\n    max_replica: 3\n")).expect("write");
+    std::fs::write(
+        s.registry_path(),
+        format!("{hello}{sleep}  scaling:\n    max_replica: 3\n"),
+    )
+    .expect("write");
     let st = wait_for("bad registry rejected", Duration::from_secs(20), || async {
         let (_, st) = s.get("/system/registry").await;
         (!st["errors"].as_array()?.is_empty()).then_some(st)
     })
     .await;
     let err = st["errors"][0].as_str().expect("error line");
-    assert!(err.contains(":20:5:") && err.contains("max_replica") && err.contains("did you mean `max_replicas`"), "{err}");
+    assert!(
+        err.contains(":20:5:")
+            && err.contains("max_replica")
+            && err.contains("did you mean `max_replicas`"),
+        "{err}"
+    );
     assert_eq!(s.function("sleep").await["name"], "sleep");
     assert_eq!(replica_ids(&s.function("hello").await), first);
 
@@ -230,7 +325,10 @@ async fn registry_edits_add_roll_reject_and_remove() {
     std::fs::write(s.registry_path(), format!("{hello2}{sleep}")).expect("write");
     let f = wait_for("hello rolled", Duration::from_secs(60), || async {
         let f = s.function("hello").await;
-        assert!(f["availableReplicas"].as_u64().unwrap_or(0) >= 1, "ready replicas dropped to 0 during the roll");
+        assert!(
+            f["availableReplicas"].as_u64().unwrap_or(0) >= 1,
+            "ready replicas dropped to 0 during the roll"
+        );
         let ids = replica_ids(&f);
         (ids.len() == 1 && ids != first && f["availableReplicas"] == 1).then_some(f)
     })
@@ -238,7 +336,11 @@ async fn registry_edits_add_roll_reject_and_remove() {
     let id = f["replicaList"][0]["id"].as_str().expect("id");
     let env = inspect(id)["Config"]["Env"].to_string();
     assert!(env.contains("GREETING=rolled"), "{env}");
-    assert_eq!(s.containers("hello", true), replica_ids(&f), "the old replica is gone");
+    assert_eq!(
+        s.containers("hello", true),
+        replica_ids(&f),
+        "the old replica is gone"
+    );
 
     // Remove sleep from the file: it is drained and forgotten.
     std::fs::write(s.registry_path(), &hello2).expect("write");

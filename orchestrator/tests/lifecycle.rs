@@ -31,13 +31,19 @@ async fn hello_lifecycle_scale_kill_adopt_and_scale_to_zero() {
     .await;
     let f = s.function("hello").await;
     assert_eq!(f["image"], "sluice/fn-hello:0.1");
-    assert_eq!(f["replicas"], 0, "min_replicas defaults to 0: nothing runs yet");
+    assert_eq!(
+        f["replicas"], 0,
+        "min_replicas defaults to 0: nothing runs yet"
+    );
     assert!(s.containers("hello", true).is_empty());
 
     // Scale to 1 → ready → the replica answers.
     assert_eq!(s.scale("hello", 1).await, 202);
     let f = s.wait_ready("hello", 1, Duration::from_secs(60)).await;
-    let addr = f["replicaList"][0]["address"].as_str().expect("address").to_string();
+    let addr = f["replicaList"][0]["address"]
+        .as_str()
+        .expect("address")
+        .to_string();
     let body = s
         .http
         .get(format!("http://{addr}/"))
@@ -53,23 +59,42 @@ async fn hello_lifecycle_scale_kill_adopt_and_scale_to_zero() {
     assert_eq!(s.scale("hello", 3).await, 202);
     let f = s.wait_ready("hello", 3, Duration::from_secs(60)).await;
     let before = replica_ids(&f);
-    assert_eq!(s.containers("hello", true), before, "exactly the 3 replicas exist");
+    assert_eq!(
+        s.containers("hello", true),
+        before,
+        "exactly the 3 replicas exist"
+    );
 
     // Kill one: it is replaced.
     let victim = before[1].clone();
     docker(&["kill", &victim]);
-    let f = sluice_common::testing::wait_for("killed replica replaced", Duration::from_secs(60), || async {
-        let f = s.function("hello").await;
-        let ids = replica_ids(&f);
-        (f["availableReplicas"] == 3 && ids.len() == 3 && !ids.contains(&victim)).then_some(f)
-    })
+    let f = sluice_common::testing::wait_for(
+        "killed replica replaced",
+        Duration::from_secs(60),
+        || async {
+            let f = s.function("hello").await;
+            let ids = replica_ids(&f);
+            (f["availableReplicas"] == 3 && ids.len() == 3 && !ids.contains(&victim)).then_some(f)
+        },
+    )
     .await;
     let after_kill = replica_ids(&f);
-    assert_eq!(s.containers("hello", true), after_kill, "the dead container was removed");
+    assert_eq!(
+        s.containers("hello", true),
+        after_kill,
+        "the dead container was removed"
+    );
 
     // Restart the orchestrator at steady state: it adopts, creates nothing.
-    assert!(s.stop_orchestrator(), "orchestrator exits cleanly on SIGTERM");
-    assert_eq!(s.containers("hello", false), after_kill, "replicas outlive the orchestrator");
+    assert!(
+        s.stop_orchestrator(),
+        "orchestrator exits cleanly on SIGTERM"
+    );
+    assert_eq!(
+        s.containers("hello", false),
+        after_kill,
+        "replicas outlive the orchestrator"
+    );
     s.start_orchestrator().await;
     let f = s.wait_ready("hello", 3, Duration::from_secs(30)).await;
     assert_eq!(replica_ids(&f), after_kill, "adopted, not recreated");
@@ -84,7 +109,11 @@ async fn hello_lifecycle_scale_kill_adopt_and_scale_to_zero() {
     assert!(s.stop_orchestrator());
     s.start_orchestrator().await;
     let f = s.wait_ready("hello", 5, Duration::from_secs(60)).await;
-    assert_eq!(s.containers("hello", true), replica_ids(&f), "exactly the 5 replicas exist");
+    assert_eq!(
+        s.containers("hello", true),
+        replica_ids(&f),
+        "exactly the 5 replicas exist"
+    );
 
     // Scale to zero: no labelled container left.
     assert_eq!(s.scale("hello", 0).await, 202);

@@ -45,7 +45,10 @@ impl BinaryBackend {
         let content_type = HeaderValue::from_str(&cfg.content_type).map_err(|_| {
             RuntimeError::new(
                 ErrorKind::Internal,
-                format!("SLUICE_CONTENT_TYPE {:?} is not a valid header value", cfg.content_type),
+                format!(
+                    "SLUICE_CONTENT_TYPE {:?} is not a valid header value",
+                    cfg.content_type
+                ),
             )
         })?;
         Ok(BinaryBackend {
@@ -66,7 +69,10 @@ impl BinaryBackend {
                 self.executable.store(true, Ordering::Relaxed);
                 Ok(())
             }
-            Ok(_) => Err(format!("handler {} is not an executable file", self.path.display())),
+            Ok(_) => Err(format!(
+                "handler {} is not an executable file",
+                self.path.display()
+            )),
             Err(e) => Err(format!("handler {} is missing: {e}", self.path.display())),
         }
     }
@@ -83,7 +89,10 @@ impl BinaryBackend {
             .process_group(0)
             .kill_on_drop(true);
         for (name, value) in &inv.headers {
-            cmd.env(env_name(name.as_str()), String::from_utf8_lossy(value.as_bytes()).as_ref());
+            cmd.env(
+                env_name(name.as_str()),
+                String::from_utf8_lossy(value.as_bytes()).as_ref(),
+            );
         }
         let mut child = cmd.spawn().map_err(|e| {
             RuntimeError::new(

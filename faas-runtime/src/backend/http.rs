@@ -163,9 +163,11 @@ impl HttpBackend {
             .path_and_query()
             .map(|pq| pq.as_str())
             .unwrap_or("/");
-        parts.uri = Uri::try_from(format!("http://127.0.0.1:{}{}", self.port, path)).map_err(
-            |e| RuntimeError::new(ErrorKind::Internal, "cannot build the upstream URI").with_source(e),
-        )?;
+        parts.uri =
+            Uri::try_from(format!("http://127.0.0.1:{}{}", self.port, path)).map_err(|e| {
+                RuntimeError::new(ErrorKind::Internal, "cannot build the upstream URI")
+                    .with_source(e)
+            })?;
         parts.version = Version::HTTP_11;
         strip_hop_by_hop(&mut parts.headers);
         let limit = usize::try_from(self.max_body).unwrap_or(usize::MAX);
@@ -184,17 +186,18 @@ impl HttpBackend {
                 )
                 .with_source(e))
             }
-            Err(_) => Err(RuntimeError::new(
-                ErrorKind::Timeout,
-                "function timed out",
-            )),
+            Err(_) => Err(RuntimeError::new(ErrorKind::Timeout, "function timed out")),
         }
     }
 
     /// SIGTERM to the server, SIGKILL if it has not exited after a short wait.
     pub async fn stop(&self) {
         self.stopping.store(true, Ordering::Release);
-        let monitor = self.monitor.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let monitor = self
+            .monitor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         let Some(mut monitor) = monitor else { return };
         if monitor.is_finished() {
             return;
@@ -239,7 +242,10 @@ async fn probe(
         if *exited.borrow() {
             return;
         }
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             tracing::info!(function = %function, port, ready_ms = started.elapsed().as_secs_f64() * 1000.0, "function server ready");
             let _ = ready.send(true);
             return;

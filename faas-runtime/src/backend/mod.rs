@@ -26,7 +26,7 @@ pub type Fatal = tokio::sync::mpsc::UnboundedSender<String>;
 pub enum Backend {
     Python(python::PythonBackend),
     Binary(binary::BinaryBackend),
-    Http(http::HttpBackend),
+    Http(Box<http::HttpBackend>),
 }
 
 impl Backend {
@@ -36,7 +36,7 @@ impl Backend {
         Ok(match cfg.mode {
             Mode::Python => Backend::Python(python::PythonBackend::start(cfg, stopping, fatal)?),
             Mode::Binary => Backend::Binary(binary::BinaryBackend::new(cfg)?),
-            Mode::Http => Backend::Http(http::HttpBackend::start(cfg, stopping, fatal)?),
+            Mode::Http => Backend::Http(Box::new(http::HttpBackend::start(cfg, stopping, fatal)?)),
         })
     }
 
@@ -46,6 +46,16 @@ impl Backend {
             Backend::Python(b) => b.readiness(),
             Backend::Binary(b) => b.readiness(),
             Backend::Http(b) => b.readiness(),
+        }
+    }
+
+    /// A failure that waiting will not cure (the python handler failed to import): the
+    /// replica can never become ready, and `/_/ready` says so with a 500 instead of a 503 so
+    /// that the orchestrator gives up on it at once instead of at its cold-start timeout.
+    pub fn broken(&self) -> Option<String> {
+        match self {
+            Backend::Python(b) => b.import_error(),
+            Backend::Binary(_) | Backend::Http(_) => None,
         }
     }
 

@@ -73,8 +73,7 @@ pub fn write_file(dir: &Path, name: &str, text: &str, exec: bool) -> String {
     }
     std::fs::write(&path, text).expect("write file");
     if exec {
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
-            .expect("chmod +x");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod +x");
     }
     path.display().to_string()
 }
@@ -103,6 +102,8 @@ impl Runtime {
             .env("SLUICE_FUNCTION", function)
             .env("SLUICE_HANDLER", handler)
             .env("SLUICE_LOG", "debug")
+            // Socket directories go under this runtime's own temporary directory.
+            .env("TMPDIR", logdir.path())
             .env_remove("SLUICE_CONFIG")
             .stdin(Stdio::null())
             .stdout(out)
@@ -141,7 +142,11 @@ impl Runtime {
             if client.get(self.url("/_/health")).send().await.is_ok() {
                 return started.elapsed();
             }
-            assert!(started.elapsed() < SOON, "runtime never listened:\n{}", self.log());
+            assert!(
+                started.elapsed() < SOON,
+                "runtime never listened:\n{}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
@@ -218,7 +223,13 @@ impl Runtime {
 
 impl Drop for Runtime {
     fn drop(&mut self) {
-        if self.exited.is_none() {
+        if self.exited.is_none() && matches!(self.child.try_wait(), Ok(None)) {
+            // Stop it the way Docker does, so it stops its zygote / user server too.
+            let _ = kill(Pid::from_raw(self.pid()), Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
@@ -253,7 +264,10 @@ pub fn children_of(pid: i32) -> Vec<i32> {
         let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
             continue;
         };
-        let ppid = rest.split_whitespace().nth(1).and_then(|p| p.parse::<i32>().ok());
+        let ppid = rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<i32>().ok());
         if ppid == Some(pid) {
             out.push(child);
         }

@@ -34,6 +34,7 @@ pub fn router(api: Api) -> Router {
         )
         .route("/system/function/{name}", get(get_one))
         .route("/system/scale-function/{name}", post(scale))
+        .route("/system/wake/{name}", post(wake))
         .route("/system/registry", get(registry_status))
         .route("/system/registry/reload", post(reload))
         .with_state(api)
@@ -78,6 +79,25 @@ impl IntoResponse for ApiError {
             body["errors"] = json!(d);
         }
         (self.status, Json(body)).into_response()
+    }
+}
+
+/// A JSON body whose rejection (missing, malformed, wrong types) is a JSON 400 like every
+/// other API error.
+struct JsonBody<T>(T);
+
+impl<S, T> axum::extract::FromRequest<S> for JsonBody<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(JsonBody(v)),
+            Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, e.body_text(), None)),
+        }
     }
 }
 
@@ -137,7 +157,10 @@ async fn list(State(api): State<Api>) -> Json<Value> {
     Json(Value::Array(all.iter().map(function_json).collect()))
 }
 
-async fn get_one(State(api): State<Api>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn get_one(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     match api.sup.status(&name).await {
         Some(s) => Ok(Json(function_json(&s))),
         None => Err(ApiError::new(
@@ -174,10 +197,10 @@ fn parse_deploy(api: &Api, body: &Value) -> Result<registry::FunctionSpec, ApiEr
     })
 }
 
-async fn deploy(State(api): State<Api>, body: Option<Json<Value>>) -> Result<Response, ApiError> {
-    let Some(Json(body)) = body else {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "expected a JSON body", None));
-    };
+async fn deploy(
+    State(api): State<Api>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response, ApiError> {
     let spec = parse_deploy(&api, &body)?;
     let name = spec.name.clone();
     if let Some(s) = api.sup.status(&name).await {
@@ -190,13 +213,17 @@ async fn deploy(State(api): State<Api>, body: Option<Json<Value>>) -> Result<Res
         }
     }
     api.sup.upsert(spec, Source::Api).await;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "function": name, "status": "deploying" }))).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "function": name, "status": "deploying" })),
+    )
+        .into_response())
 }
 
-async fn update(State(api): State<Api>, body: Option<Json<Value>>) -> Result<Response, ApiError> {
-    let Some(Json(body)) = body else {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "expected a JSON body", None));
-    };
+async fn update(
+    State(api): State<Api>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response, ApiError> {
     let spec = parse_deploy(&api, &body)?;
     let name = spec.name.clone();
     match api.sup.status(&name).await {
@@ -212,7 +239,11 @@ async fn update(State(api): State<Api>, body: Option<Json<Value>>) -> Result<Res
         )),
         Some(_) => {
             api.sup.upsert(spec, Source::Api).await;
-            Ok((StatusCode::ACCEPTED, Json(json!({ "function": name, "status": "updating" }))).into_response())
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({ "function": name, "status": "updating" })),
+            )
+                .into_response())
         }
     }
 }
@@ -223,14 +254,10 @@ struct DeleteBody {
     function_name: String,
 }
 
-async fn delete(State(api): State<Api>, body: Option<Json<DeleteBody>>) -> Result<Response, ApiError> {
-    let Some(Json(body)) = body else {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "expected a JSON body {\"functionName\": \"...\"}",
-            None,
-        ));
-    };
+async fn delete(
+    State(api): State<Api>,
+    JsonBody(body): JsonBody<DeleteBody>,
+) -> Result<Response, ApiError> {
     let name = body.function_name;
     match api.sup.status(&name).await {
         None => {
@@ -253,7 +280,11 @@ async fn delete(State(api): State<Api>, body: Option<Json<DeleteBody>>) -> Resul
         .begin_remove(&name)
         .await
         .map_err(|e| ApiError::from_error(e, Some(&name)))?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "function": name, "status": "removing" }))).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "function": name, "status": "removing" })),
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]
@@ -264,19 +295,15 @@ struct ScaleBody {
 async fn scale(
     State(api): State<Api>,
     Path(name): Path<String>,
-    body: Option<Json<ScaleBody>>,
+    JsonBody(body): JsonBody<ScaleBody>,
 ) -> Result<Response, ApiError> {
-    let Some(Json(body)) = body else {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "expected a JSON body {\"replicas\": N}",
-            Some(&name),
-        ));
-    };
     let replicas = u32::try_from(body.replicas).map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            format!("replicas must be a non-negative integer, got {}", body.replicas),
+            format!(
+                "replicas must be a non-negative integer, got {}",
+                body.replicas
+            ),
             Some(&name),
         )
     })?;
@@ -284,7 +311,26 @@ async fn scale(
         .scale(&name, replicas)
         .await
         .map_err(|e| ApiError::from_error(e, Some(&name)))?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "function": name, "replicas": replicas }))).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "function": name, "replicas": replicas })),
+    )
+        .into_response())
+}
+
+/// Scale-from-zero, called by the gateway when a request arrives for a function with no
+/// ready replica. Never lowers the desired count.
+async fn wake(State(api): State<Api>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let desired = api
+        .sup
+        .wake(&name)
+        .await
+        .map_err(|e| ApiError::from_error(e, Some(&name)))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "function": name, "replicas": desired })),
+    )
+        .into_response())
 }
 
 async fn registry_status(State(api): State<Api>) -> Json<Value> {

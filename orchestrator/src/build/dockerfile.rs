@@ -73,7 +73,10 @@ pub fn render(spec: &FunctionSpec, tag: &str) -> Result<Rendered> {
     if handler.contains(['\n', '"']) {
         return Err(Error::new(
             ErrorKind::Registry,
-            format!("`{}`: base_function_file_name has invalid characters", spec.name),
+            format!(
+                "`{}`: base_function_file_name has invalid characters",
+                spec.name
+            ),
         )
         .retryable(false));
     }

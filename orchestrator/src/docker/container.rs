@@ -110,7 +110,9 @@ impl Engine {
             .client()
             .create_container(Some(opts), body)
             .await
-            .map_err(|e| Error::docker(format!("cannot create a container for {}", spec.name), e))?;
+            .map_err(|e| {
+                Error::docker(format!("cannot create a container for {}", spec.name), e)
+            })?;
         if let Err(e) = self.client().start_container(&created.id, None).await {
             // Never leave a created-but-not-started container behind.
             let _ = self.remove(&created.id).await;

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::readiness;
 use super::Ctx;
 use crate::build::BuiltImage;
+use crate::dataplane::Endpoint;
 use crate::docker::container::{stop_grace_secs, RUNTIME_PORT};
 use crate::docker::{ContainerState, ManagedContainer};
 use crate::error::{Error, ErrorKind, Result};
@@ -40,16 +41,32 @@ pub enum Command {
         replicas: u32,
         reply: oneshot::Sender<Result<()>>,
     },
+    /// A request arrived while nothing is ready: make sure at least one replica runs.
+    Wake {
+        reply: oneshot::Sender<Result<u32>>,
+    },
     /// New definition (or the same one with changed code): rebuild if needed, then roll.
-    Update { spec: FunctionSpec, source: Source },
+    Update {
+        spec: Box<FunctionSpec>,
+        source: Source,
+    },
     /// Scale to zero, then forget the function.
-    Remove { reply: oneshot::Sender<()> },
+    Remove {
+        reply: oneshot::Sender<()>,
+    },
     /// A container of this function died.
-    Died { id: String, exit_code: Option<i64> },
+    Died {
+        id: String,
+        exit_code: Option<i64>,
+    },
     /// A container of this function was OOM-killed.
-    Oom { id: String },
+    Oom {
+        id: String,
+    },
     /// What the engine really runs for this function (startup adoption and safety net).
-    Resync { containers: Vec<ManagedContainer> },
+    Resync {
+        containers: Vec<ManagedContainer>,
+    },
     // --- reports from this task's own workers ---
     BuildDone(Result<BuiltImage>),
     Created {
@@ -60,7 +77,9 @@ pub enum Command {
         slot: u64,
         result: Result<String>,
     },
-    Stopped { slot: u64 },
+    Stopped {
+        slot: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -142,6 +161,8 @@ pub struct Actor {
     tx: mpsc::Sender<Command>,
     status: watch::Sender<FunctionStatus>,
     published: Vec<ReplicaRecord>,
+    /// What the data plane was last told (definition and ready endpoints); `None` forces a push.
+    pushed: Option<(FunctionSpec, Vec<Endpoint>)>,
     /// False until the first resync: nothing is launched before existing containers of the
     /// function have been adopted (or cleaned up).
     synced: bool,
@@ -205,6 +226,7 @@ impl Actor {
             tx: tx.clone(),
             status: status_tx,
             published: Vec::new(),
+            pushed: None,
             synced: false,
         };
         let task = tokio::spawn(actor.run(rx, stop));
@@ -235,6 +257,9 @@ impl Actor {
             self.reconcile();
             self.publish().await;
             if !self.removing.is_empty() && self.replicas.is_empty() {
+                if let Err(e) = self.ctx.dataplane.delete_function(&self.spec.name).await {
+                    tracing::warn!(function = %self.spec.name, error = %e, "cannot remove the function from the data plane");
+                }
                 if let Err(e) = self.ctx.store.delete_function(&self.spec.name).await {
                     tracing::warn!(function = %self.spec.name, error = %e, "cannot delete function from redis");
                 }
@@ -283,7 +308,28 @@ impl Actor {
                 };
                 let _ = reply.send(res);
             }
+            Command::Wake { reply } => {
+                let res = if !self.removing.is_empty() {
+                    Err(Error::new(
+                        ErrorKind::InvalidRequest,
+                        format!("function `{}` is being removed", self.spec.name),
+                    ))
+                } else if self.spec.scaling.max_replicas == 0 {
+                    Err(Error::new(
+                        ErrorKind::InvalidRequest,
+                        format!("function `{}` has max_replicas 0", self.spec.name),
+                    ))
+                } else {
+                    if self.desired() == 0 {
+                        tracing::info!(function = %self.spec.name, "wake: scaling from zero");
+                        self.set_desired(1).await;
+                    }
+                    Ok(self.desired())
+                };
+                let _ = reply.send(res);
+            }
             Command::Update { spec, source } => {
+                let spec = *spec;
                 let hash = spec.spec_hash();
                 if hash != self.spec_hash {
                     tracing::info!(function = %spec.name, "definition changed: rolling");
@@ -391,7 +437,9 @@ impl Actor {
                         let name = r.name.clone();
                         tracing::warn!(function = %self.spec.name, replica = %name, error = %e, "replica did not become ready");
                         if r.state != ReplicaState::Stopping {
-                            self.record_failure(format!("replica {name} did not become ready: {e}"));
+                            self.record_failure(format!(
+                                "replica {name} did not become ready: {e}"
+                            ));
                             self.begin_stop(slot, true);
                         }
                     }
@@ -458,7 +506,11 @@ impl Actor {
         if r.state == ReplicaState::Stopping {
             return; // we stopped it; the stop task removes it
         }
-        let oom = self.oom.iter().position(|o| o == id).map(|i| self.oom.remove(i));
+        let oom = self
+            .oom
+            .iter()
+            .position(|o| o == id)
+            .map(|i| self.oom.remove(i));
         let early = match r.ready_at {
             None => true,
             Some((t, _)) => t.elapsed() < EARLY_DEATH,
@@ -635,8 +687,13 @@ impl Actor {
         }
         // Scale down the current generation: not-yet-ready replicas first, then the newest.
         if current.len() > desired {
-            current.sort_by_key(|(_, st, created)| (*st == ReplicaState::Ready, std::cmp::Reverse(*created)));
-            let extra: Vec<u64> = current[..current.len() - desired].iter().map(|c| c.0).collect();
+            current.sort_by_key(|(_, st, created)| {
+                (*st == ReplicaState::Ready, std::cmp::Reverse(*created))
+            });
+            let extra: Vec<u64> = current[..current.len() - desired]
+                .iter()
+                .map(|c| c.0)
+                .collect();
             for slot in extra {
                 tracing::debug!(function = %self.spec.name, slot, desired, "stopping a surplus replica");
                 self.begin_stop(slot, false);
@@ -655,7 +712,9 @@ impl Actor {
             return;
         }
         let keep = desired.saturating_sub(ready_current);
-        outdated.sort_by_key(|(_, st, created)| (*st != ReplicaState::Ready, std::cmp::Reverse(*created)));
+        outdated.sort_by_key(|(_, st, created)| {
+            (*st != ReplicaState::Ready, std::cmp::Reverse(*created))
+        });
         let stop: Vec<u64> = outdated
             .iter()
             .enumerate()
@@ -721,17 +780,32 @@ impl Actor {
         let handle = tokio::spawn(async move {
             let created = ctx.engine.launch(&spec, &name, &image.id, &hash).await;
             let id = created.as_ref().ok().cloned();
-            if tx.send(Command::Created { slot, result: created }).await.is_err() {
+            if tx
+                .send(Command::Created {
+                    slot,
+                    result: created,
+                })
+                .await
+                .is_err()
+            {
                 return;
             }
             let Some(id) = id else { return };
             let result = async {
                 let ip = ctx.engine.container_ip(&id).await?.ok_or_else(|| {
-                    Error::new(ErrorKind::Readiness, "container has no address on the function network")
+                    Error::new(
+                        ErrorKind::Readiness,
+                        "container has no address on the function network",
+                    )
                 })?;
                 let address = format!("{ip}:{RUNTIME_PORT}");
-                readiness::wait_ready(&ctx.http, &address, ctx.ready_poll, spec.scaling.cold_start_timeout)
-                    .await?;
+                readiness::wait_ready(
+                    &ctx.http,
+                    &address,
+                    ctx.ready_poll,
+                    spec.scaling.cold_start_timeout,
+                )
+                .await?;
                 Ok(address)
             }
             .await;
@@ -790,12 +864,12 @@ impl Actor {
         let grace = stop_grace_secs(&self.spec);
         let function = self.spec.name.clone();
         let name = r.name.clone();
-        let address = r.address.clone();
+        let spec = self.spec.clone();
         tokio::spawn(async move {
+            // The endpoint leaves the published config at the end of this turn of the actor
+            // loop; the drain waits for the routers to stop using it.
             if was_ready && !dead {
-                if let Some(address) = &address {
-                    ctx.drainer.drain(&function, &id, address).await;
-                }
+                ctx.dataplane.drain(&spec, &id).await;
             }
             let res = if dead {
                 ctx.engine.remove(&id).await
@@ -804,7 +878,9 @@ impl Actor {
             };
             match res {
                 Ok(()) => tracing::info!(function = %function, replica = %name, "replica removed"),
-                Err(e) => tracing::warn!(function = %function, replica = %name, error = %e, "cannot stop replica"),
+                Err(e) => {
+                    tracing::warn!(function = %function, replica = %name, error = %e, "cannot stop replica")
+                }
             }
             let _ = tx.send(Command::Stopped { slot }).await;
         });
@@ -832,7 +908,48 @@ impl Actor {
             .collect()
     }
 
+    /// Ready replicas as the data plane should route to them.
+    fn endpoints(&self) -> Vec<Endpoint> {
+        let mut eps: Vec<Endpoint> = self
+            .replicas
+            .values()
+            .filter(|r| r.state == ReplicaState::Ready)
+            .filter_map(|r| {
+                Some(Endpoint {
+                    id: r.id.clone()?,
+                    address: r.address.clone()?,
+                    replica: r.name.clone(),
+                })
+            })
+            .collect();
+        eps.sort_by(|a, b| a.id.cmp(&b.id));
+        eps
+    }
+
     async fn publish(&mut self) {
+        if self.ctx.dataplane.enabled() && self.removing.is_empty() {
+            let view = (self.spec.clone(), self.endpoints());
+            if self.pushed.as_ref() != Some(&view) {
+                match self.ctx.dataplane.put_function(&view.0, &view.1).await {
+                    Ok(()) => self.pushed = Some(view),
+                    // Retried on the next turn (at the latest the next tick).
+                    Err(e) => {
+                        tracing::warn!(function = %self.spec.name, error = %e, "cannot publish to the data plane")
+                    }
+                }
+            }
+        } else if !self.removing.is_empty() && self.pushed.is_some() {
+            // Being removed: withdraw every endpoint first, then (once empty) the function.
+            let eps = Vec::new();
+            if self.pushed.as_ref().is_some_and(|(_, e)| !e.is_empty()) {
+                match self.ctx.dataplane.put_function(&self.spec, &eps).await {
+                    Ok(()) => self.pushed = Some((self.spec.clone(), eps)),
+                    Err(e) => {
+                        tracing::warn!(function = %self.spec.name, error = %e, "cannot publish to the data plane")
+                    }
+                }
+            }
+        }
         let records = self.records();
         if records != self.published {
             if let Err(e) = self.ctx.store.put_replicas(&self.spec.name, &records).await {

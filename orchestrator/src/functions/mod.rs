@@ -4,7 +4,6 @@
 //! known function are orphans and are stopped.
 
 pub mod actor;
-pub mod drain;
 pub mod readiness;
 
 use std::collections::{BTreeMap, HashMap};
@@ -29,7 +28,7 @@ pub struct Ctx {
     pub builder: Builder,
     pub store: Store,
     pub http: reqwest::Client,
-    pub drainer: drain::Drainer,
+    pub dataplane: crate::dataplane::DataPlane,
     pub ready_poll: Duration,
     pub max_backoff: Duration,
     pub functions_dir: PathBuf,
@@ -93,13 +92,24 @@ impl Supervisor {
         // A task that finished (function removed) is replaced by a fresh one.
         if let Some(h) = map.get(&spec.name) {
             if !h.task.is_finished() && !h.status.borrow().removing {
-                let _ = h.tx.send(Command::Update { spec, source }).await;
+                let _ =
+                    h.tx.send(Command::Update {
+                        spec: Box::new(spec),
+                        source,
+                    })
+                    .await;
                 return;
             }
         }
         tracing::info!(function = %spec.name, ?source, "function added");
         let name = spec.name.clone();
-        let handle = Actor::spawn(self.ctx.clone(), spec, source, None, self.stop.child_token());
+        let handle = Actor::spawn(
+            self.ctx.clone(),
+            spec,
+            source,
+            None,
+            self.stop.child_token(),
+        );
         map.insert(name, handle);
     }
 
@@ -141,7 +151,25 @@ impl Supervisor {
         {
             let map = self.functions.read().await;
             let h = map.get(name).ok_or_else(|| not_found(name))?;
-            h.tx.send(Command::Scale { replicas, reply: tx })
+            h.tx.send(Command::Scale {
+                replicas,
+                reply: tx,
+            })
+            .await
+            .map_err(|_| not_found(name))?;
+        }
+        rx.await
+            .map_err(|_| Error::new(ErrorKind::Unavailable, "function task ended"))?
+    }
+
+    /// Scale-from-zero: at least one replica (a no-op when some are desired already).
+    /// Returns the desired count.
+    pub async fn wake(&self, name: &str) -> Result<u32> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let map = self.functions.read().await;
+            let h = map.get(name).ok_or_else(|| not_found(name))?;
+            h.tx.send(Command::Wake { reply: tx })
                 .await
                 .map_err(|_| not_found(name))?;
         }
@@ -153,7 +181,6 @@ impl Supervisor {
         let map = self.functions.read().await;
         map.get(name).map(|h| h.status.borrow().clone())
     }
-
 
     pub async fn list(&self) -> Vec<FunctionStatus> {
         let map = self.functions.read().await;
@@ -173,7 +200,11 @@ impl Supervisor {
     }
 
     /// Routes engine events; runs until `stop`.
-    pub async fn route_events(self: Arc<Self>, mut rx: mpsc::Receiver<EngineEvent>, resync_every: Duration) {
+    pub async fn route_events(
+        self: Arc<Self>,
+        mut rx: mpsc::Receiver<EngineEvent>,
+        resync_every: Duration,
+    ) {
         let mut tick = tokio::time::interval(resync_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
@@ -189,7 +220,9 @@ impl Supervisor {
                     id,
                     exit_code,
                 } => self.send(&function, Command::Died { id, exit_code }).await,
-                EngineEvent::Oom { function, id } => self.send(&function, Command::Oom { id }).await,
+                EngineEvent::Oom { function, id } => {
+                    self.send(&function, Command::Oom { id }).await
+                }
                 EngineEvent::Resync => self.resync().await,
             }
         }
@@ -228,7 +261,9 @@ impl Supervisor {
                 tracing::info!(function = %function, container = %c.name, "removing orphan container of an unknown function");
                 let engine = self.ctx.engine.clone();
                 tokio::spawn(async move {
-                    let res = if c.state == ContainerState::Running || c.state == ContainerState::Paused {
+                    let res = if c.state == ContainerState::Running
+                        || c.state == ContainerState::Paused
+                    {
                         engine.stop_and_remove(&c.id, 10).await
                     } else {
                         engine.remove(&c.id).await

@@ -15,17 +15,21 @@ pub async fn wait_ready(
     let started = Instant::now();
     let mut last;
     loop {
-        match http
-            .get(&url)
-            .timeout(Duration::from_secs(1))
-            .send()
-            .await
-        {
+        match http.get(&url).timeout(Duration::from_secs(1)).send().await {
             Ok(r) if r.status().is_success() => return Ok(started.elapsed()),
             Ok(r) => {
                 let status = r.status();
                 let body = r.text().await.unwrap_or_default();
                 last = format!("{status}: {}", body.chars().take(300).collect::<String>());
+                // 500: the runtime says it can never become ready (e.g. the handler failed
+                // to import). 503 means "not yet".
+                if status == reqwest::StatusCode::INTERNAL_SERVER_ERROR {
+                    return Err(Error::new(
+                        ErrorKind::Readiness,
+                        format!("cannot become ready: {last}"),
+                    )
+                    .retryable(false));
+                }
             }
             Err(e) => last = e.to_string(),
         }

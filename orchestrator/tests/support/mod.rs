@@ -60,7 +60,10 @@ impl Stack {
         let dir = tempfile::tempdir().expect("tempdir");
         let fns = dir.path().join("functions");
         for f in ["hello", "sleep", "deps", "echo"] {
-            copy_dir(&repo_root().join("faas-runtime/functions").join(f), &fns.join(f));
+            copy_dir(
+                &repo_root().join("faas-runtime/functions").join(f),
+                &fns.join(f),
+            );
         }
         std::fs::write(dir.path().join("registry.yml"), registry).expect("write registry");
         let suffix: u32 = rand::random();
@@ -145,12 +148,16 @@ impl Stack {
 
     /// Waits until `name` has exactly `n` ready replicas and nothing starting or stopping.
     pub async fn wait_ready(&self, name: &str, n: u64, timeout: Duration) -> Value {
-        wait_for(&format!("{name}: {n} ready replicas"), timeout, || async move {
-            let f = self.function(name).await;
-            let ready = f["availableReplicas"].as_u64()?;
-            let list = f["replicaList"].as_array()?;
-            (ready == n && list.len() as u64 == n).then_some(f)
-        })
+        wait_for(
+            &format!("{name}: {n} ready replicas"),
+            timeout,
+            || async move {
+                let f = self.function(name).await;
+                let ready = f["availableReplicas"].as_u64()?;
+                let list = f["replicaList"].as_array()?;
+                (ready == n && list.len() as u64 == n).then_some(f)
+            },
+        )
         .await
     }
 

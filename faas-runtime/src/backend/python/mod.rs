@@ -59,10 +59,8 @@ impl SocketDir {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        let path = std::env::temp_dir().join(format!(
-            "sluice-runtime-{}-{nanos:08x}",
-            std::process::id()
-        ));
+        let path =
+            std::env::temp_dir().join(format!("sluice-runtime-{}-{nanos:08x}", std::process::id()));
         if path.exists() {
             std::fs::remove_dir_all(&path)?;
         }
@@ -111,7 +109,11 @@ impl ZygoteEvent {
             "import_error" => Some(ZygoteEvent::ImportError {
                 error: serde_json::from_str(rest).unwrap_or_else(|_| rest.to_string()),
             }),
-            "forked" => rest.trim().parse().ok().map(|pid| ZygoteEvent::Forked { pid }),
+            "forked" => rest
+                .trim()
+                .parse()
+                .ok()
+                .map(|pid| ZygoteEvent::Forked { pid }),
             "exited" => {
                 let (pid, status) = rest.split_once(' ').unwrap_or((rest, ""));
                 pid.parse().ok().map(|pid| ZygoteEvent::Exited {
@@ -383,6 +385,14 @@ impl PythonBackend {
     }
 
     /// `Ok` once a worker has imported the handler; otherwise why not.
+    /// The import error, when the handler failed to import.
+    pub fn import_error(&self) -> Option<String> {
+        self.pool
+            .import_error
+            .get()
+            .map(|e| format!("handler failed to import: {e}"))
+    }
+
     pub fn readiness(&self) -> std::result::Result<(), String> {
         if self.pool.loaded.load(Ordering::Acquire) {
             Ok(())
@@ -439,7 +449,11 @@ impl PythonBackend {
 
     /// Stops the zygote and every worker.
     pub async fn stop(&self) {
-        let monitor = self.monitor.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let monitor = self
+            .monitor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         let Some(mut monitor) = monitor else { return };
         if monitor.is_finished() {
             return;
@@ -463,7 +477,9 @@ async fn accept_workers(listener: UnixListener, pool: Arc<Pool>) {
         match listener.accept().await {
             Ok((stream, _)) => match stream.peer_cred().ok().and_then(|c| c.pid()) {
                 Some(pid) => pool.on_connected(pid, stream),
-                None => tracing::warn!(function = %pool.function, "dropping a worker connection without a peer pid"),
+                None => {
+                    tracing::warn!(function = %pool.function, "dropping a worker connection without a peer pid")
+                }
             },
             Err(e) => {
                 tracing::warn!(function = %pool.function, error = %e, "accepting a worker connection failed");

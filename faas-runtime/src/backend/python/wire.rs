@@ -60,8 +60,14 @@ impl WorkerConn {
                 .with_source(e)
             }
         };
-        self.io.write_all(&prefix).await.map_err(io_err("sending"))?;
-        self.io.write_all(&header).await.map_err(io_err("sending"))?;
+        self.io
+            .write_all(&prefix)
+            .await
+            .map_err(io_err("sending"))?;
+        self.io
+            .write_all(&header)
+            .await
+            .map_err(io_err("sending"))?;
         self.io
             .write_all(&inv.body)
             .await
@@ -228,7 +234,10 @@ mod tests {
         assert_eq!(ok.headers["x-a"], "1");
         let err = decode_response(&head(500, 1, &[b"ValueError: bad"], 0), Bytes::new())
             .expect_err("handler error");
-        assert_eq!((err.kind, err.message.as_str()), (ErrorKind::Function, "ValueError: bad"));
+        assert_eq!(
+            (err.kind, err.message.as_str()),
+            (ErrorKind::Function, "ValueError: bad")
+        );
     }
 
     #[test]

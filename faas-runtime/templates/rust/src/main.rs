@@ -21,10 +21,7 @@ fn main() -> ExitCode {
     }
     let method = std::env::var("Http_Method").unwrap_or_default();
     let path = std::env::var("Http_Path").unwrap_or_default();
-    let reply = format!(
-        "{method} {path}: received {} bytes\n",
-        body.len()
-    );
+    let reply = format!("{method} {path}: received {} bytes\n", body.len());
     if let Err(e) = io::stdout().write_all(reply.as_bytes()) {
         eprintln!("cannot write the response: {e}");
         return ExitCode::FAILURE;

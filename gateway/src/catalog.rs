@@ -1,0 +1,206 @@
+//! What the gateway knows about functions: a read-only view over the last xDS snapshot it
+//! accepted (a `tokio::sync::watch`, so a lookup is a lock-free-ish borrow, never a network
+//! round trip).
+//!
+//! A function exists when a route names it (the same rule the router uses); its settings come
+//! from the cluster the route points at, and it is *ready* when that cluster has at least one
+//! HEALTHY endpoint. Cluster numbers left at 0 fall back to the gateway's defaults.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_common::xds::{Snapshot, ROUTES_TYPE, TYPES};
+use tokio::sync::watch;
+
+/// Values used when a cluster leaves a setting at 0.
+#[derive(Debug, Clone, Copy)]
+pub struct Defaults {
+    pub cold_start_timeout: Duration,
+    pub max_body_bytes: u64,
+    pub timeout: Duration,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            cold_start_timeout: Duration::from_secs(30),
+            max_body_bytes: 6 * 1024 * 1024,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// One function as the gateway needs it for a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionView {
+    /// The cluster the function's route points at.
+    pub cluster: String,
+    /// HEALTHY endpoints right now (0: the function is scaled to zero).
+    pub healthy: usize,
+    pub cold_start_timeout: Duration,
+    pub max_body_bytes: u64,
+    /// Per-call timeout of the function (the gateway waits a little longer for the router).
+    pub timeout: Duration,
+}
+
+/// Looks a function up in `snapshot`; `None` when no route names it or its cluster is missing.
+pub fn view(snapshot: &Snapshot, function: &str, defaults: &Defaults) -> Option<FunctionView> {
+    let cluster = snapshot.cluster_for(function)?;
+    let ms = |v: u64, d: Duration| {
+        if v == 0 {
+            d
+        } else {
+            Duration::from_millis(v)
+        }
+    };
+    Some(FunctionView {
+        cluster: cluster.name.clone(),
+        healthy: snapshot.healthy_endpoints(&cluster.name).count(),
+        cold_start_timeout: ms(cluster.cold_start_timeout_ms, defaults.cold_start_timeout),
+        max_body_bytes: if cluster.max_body_bytes == 0 {
+            defaults.max_body_bytes
+        } else {
+            cluster.max_body_bytes
+        },
+        timeout: ms(cluster.timeout_ms, defaults.timeout),
+    })
+}
+
+/// True when `function` exists and has at least one HEALTHY endpoint.
+pub fn is_ready(snapshot: &Snapshot, function: &str) -> bool {
+    snapshot
+        .cluster_for(function)
+        .is_some_and(|c| snapshot.healthy_endpoints(&c.name).next().is_some())
+}
+
+/// Shared handle on the accepted configuration.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    rx: watch::Receiver<Arc<Snapshot>>,
+    defaults: Defaults,
+}
+
+impl Catalog {
+    pub fn new(rx: watch::Receiver<Arc<Snapshot>>, defaults: Defaults) -> Self {
+        Catalog { rx, defaults }
+    }
+
+    /// The snapshot in effect now.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.rx.borrow().clone()
+    }
+
+    /// A receiver that is notified of every accepted snapshot.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.rx.clone()
+    }
+
+    /// True once the routes have been received from the control plane at least once (before
+    /// that, "unknown function" would be a guess, not an answer).
+    pub fn has_config(&self) -> bool {
+        self.rx.borrow().versions.contains_key(ROUTES_TYPE)
+    }
+
+    /// Looks up a function in the snapshot in effect now.
+    pub fn lookup(&self, function: &str) -> Option<FunctionView> {
+        view(&self.rx.borrow(), function, &self.defaults)
+    }
+
+    /// Health summary: accepted versions per type, whether every type has been received,
+    /// function counts.
+    pub fn status_json(&self) -> serde_json::Value {
+        let snap = self.snapshot();
+        let synced = TYPES.iter().all(|t| snap.versions.contains_key(*t));
+        let functions: Vec<&str> = snap
+            .routes
+            .values()
+            .flat_map(|rc| rc.routes.iter().map(|r| r.function.as_str()))
+            .collect();
+        let ready = functions.iter().filter(|f| is_ready(&snap, f)).count();
+        serde_json::json!({
+            "synced": synced,
+            "versions": snap.versions,
+            "functions": functions.len(),
+            "ready_functions": ready,
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use sluice_common::xds::pb;
+
+    /// A snapshot with one function (`cluster == route == name`) and the given endpoints.
+    pub(crate) fn snapshot_with(
+        name: &str,
+        cluster: pb::Cluster,
+        endpoints: Vec<pb::Endpoint>,
+    ) -> Snapshot {
+        let mut s = Snapshot::default();
+        s.clusters.insert(name.into(), cluster);
+        s.endpoints.insert(
+            name.into(),
+            pb::ClusterLoadAssignment {
+                cluster_name: name.into(),
+                endpoints,
+            },
+        );
+        s.routes.insert(
+            "default".into(),
+            pb::RouteConfiguration {
+                name: "default".into(),
+                routes: vec![pb::Route {
+                    function: name.into(),
+                    cluster: name.into(),
+                }],
+            },
+        );
+        s
+    }
+
+    pub(crate) fn endpoint(id: &str, health: pb::EndpointHealth) -> pb::Endpoint {
+        pb::Endpoint {
+            id: id.into(),
+            address: "127.0.0.1:1".into(),
+            weight: 1,
+            max_concurrency: 0,
+            health: health as i32,
+            replica: id.into(),
+        }
+    }
+
+    #[test]
+    fn view_follows_routes_counts_healthy_and_applies_defaults() {
+        let cluster = pb::Cluster {
+            name: "hello".into(),
+            max_body_bytes: 1024,
+            ..Default::default()
+        };
+        let s = snapshot_with(
+            "hello",
+            cluster,
+            vec![
+                endpoint("a", pb::EndpointHealth::Healthy),
+                endpoint("b", pb::EndpointHealth::Draining),
+            ],
+        );
+        let d = Defaults::default();
+        let v = view(&s, "hello", &d).expect("hello exists");
+        assert_eq!(v.healthy, 1);
+        assert_eq!(v.max_body_bytes, 1024);
+        assert_eq!(v.cold_start_timeout, d.cold_start_timeout);
+        assert!(is_ready(&s, "hello"));
+        assert!(view(&s, "nope", &d).is_none());
+
+        let draining_only = snapshot_with(
+            "hello",
+            pb::Cluster {
+                name: "hello".into(),
+                ..Default::default()
+            },
+            vec![endpoint("b", pb::EndpointHealth::Draining)],
+        );
+        assert!(!is_ready(&draining_only, "hello"));
+    }
+}

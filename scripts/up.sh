@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Builds whatever image is missing or out of date, starts the stack with whichever Compose is
+# installed, and waits until every service is healthy.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if docker compose version >/dev/null 2>&1; then COMPOSE=(docker compose); else COMPOSE=(docker-compose); fi
+scripts/images.sh
+docker network inspect sluice >/dev/null 2>&1 || docker network create --label sluice.managed=true sluice >/dev/null
+"${COMPOSE[@]}" up -d --remove-orphans
+echo "[up] waiting for every service to be healthy"
+deadline=$((SECONDS + 180))
+services=$("${COMPOSE[@]}" config --services)
+while :; do
+  bad=""
+  for s in $services; do
+    id=$("${COMPOSE[@]}" ps -q "$s" 2>/dev/null || true)
+    st=$( [ -n "$id" ] && docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' "$id" 2>/dev/null || echo missing)
+    [ "$st" = healthy ] || bad="$bad $s($st)"
+  done
+  [ -z "$bad" ] && break
+  if [ $SECONDS -ge $deadline ]; then
+    echo "[up] not healthy after 180 s:$bad" >&2
+    "${COMPOSE[@]}" logs --tail=30 >&2 || true
+    exit 1
+  fi
+  sleep 1
+done
+echo
+echo "Sluice is up:  curl http://localhost:8080/hello"
+echo "Functions:     curl http://localhost:8080/system/functions"
+echo "Stop:          make down"
