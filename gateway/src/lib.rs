@@ -53,6 +53,7 @@ const WAKE_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Runs the gateway until SIGTERM/SIGINT (see [`shutdown`]). Returns only on a start-up error
 /// or after pingora's own shutdown.
 pub fn run(cfg: Config) -> Result<(), GatewayError> {
+    check_listen(&cfg.listen)?;
     let router = Arc::new(UpstreamAddr::parse("router", &cfg.router)?);
     let orchestrator = Arc::new(UpstreamAddr::parse("orchestrator", &cfg.orchestrator)?);
     let waker = Waker::new(&cfg.orchestrator, WAKE_CALL_TIMEOUT)?;
@@ -138,4 +139,20 @@ pub fn run(cfg: Config) -> Result<(), GatewayError> {
     });
     drop(control);
     Ok(())
+}
+
+/// Fails fast on a listen address that is malformed or taken (pingora would retry binding
+/// in the background and keep a process running that serves nothing).
+fn check_listen(listen: &str) -> Result<(), GatewayError> {
+    let addr: std::net::SocketAddr = listen.parse().map_err(|e| {
+        GatewayError::new(
+            ErrorKind::Config,
+            format!("invalid listen address `{listen}` (expected ip:port)"),
+        )
+        .with_source(e)
+    })?;
+    // Bound and released at once; std sets SO_REUSEADDR, as pingora does.
+    std::net::TcpListener::bind(addr).map(drop).map_err(|e| {
+        GatewayError::new(ErrorKind::Config, format!("cannot listen on {addr}: {e}")).with_source(e)
+    })
 }

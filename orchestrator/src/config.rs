@@ -73,6 +73,11 @@ pub struct Config {
     #[arg(long, env = "SLUICE_DRAIN_SLACK", default_value = "5s", value_parser = parse_duration)]
     pub drain_slack: Duration,
 
+    /// Scale functions from the load the routers report (through the stats-listener and
+    /// Redis). `false`: replicas change only by API calls and wake-ups.
+    #[arg(long, env = "SLUICE_AUTOSCALE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub autoscale: bool,
+
     /// Longest wait between restarts of a crash-looping function.
     #[arg(long, env = "SLUICE_MAX_BACKOFF", default_value = "60s", value_parser = parse_duration)]
     pub max_backoff: Duration,

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod api;
+mod autoscale;
 mod build;
 mod config;
 mod dataplane;
@@ -248,6 +249,13 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let watcher = tokio::spawn(docker::events::watch(engine, ev_tx, stop.clone()));
     let router = tokio::spawn(sup.clone().route_events(ev_rx, cfg.resync_interval));
     let watch = tokio::spawn(reloader.clone().watch(stop.clone()));
+    let autoscaler = if cfg.autoscale {
+        let a =
+            autoscale::Autoscaler::new(sup.clone(), cfg.redis_url.clone(), cfg.instance.clone());
+        Some(tokio::spawn(a.run(stop.clone())))
+    } else {
+        None
+    };
 
     let app = api::router(api::Api {
         sup: sup.clone(),
@@ -262,6 +270,9 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
 
     stop.cancel();
     let _ = tokio::join!(watcher, router, watch);
+    if let Some(a) = autoscaler {
+        let _ = a.await;
+    }
     sup.join().await;
     tracing::info!("stopped; function containers keep running and are adopted at the next start");
     Ok(())

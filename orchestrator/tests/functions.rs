@@ -350,3 +350,89 @@ async fn registry_edits_add_roll_reject_and_remove() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_pool_serves_scale_ups_by_unpausing_and_refills() {
+    let reg = format!(
+        "{}  scaling:\n    warm_pool: 1\n",
+        entry("hello", "hello", "python", "handler.py", "")
+    );
+    let mut s = Stack::new("pool", &reg);
+    s.start_orchestrator().await;
+    wait_built(&s, "hello").await;
+    // The pool fills: one paused container, not ready, not routable.
+    let pooled = wait_for("warm pool filled", Duration::from_secs(60), || async {
+        let f = s.function("hello").await;
+        let list = f["replicaList"].as_array()?;
+        let p = list.iter().find(|r| r["state"] == "pooled")?;
+        (f["pooledReplicas"] == 1 && f["availableReplicas"] == 0)
+            .then(|| p["id"].as_str().map(str::to_string))?
+    })
+    .await;
+    assert_eq!(
+        inspect(&pooled)["State"]["Paused"],
+        true,
+        "pool members are paused"
+    );
+
+    // Scale to 1: the pooled container is unpaused and serves.
+    assert_eq!(s.scale("hello", 1).await, 202);
+    let f = wait_for(
+        "replica from the pool ready",
+        Duration::from_secs(30),
+        || async {
+            let f = s.function("hello").await;
+            let ready = f["replicaList"]
+                .as_array()?
+                .iter()
+                .any(|r| r["state"] == "ready" && r["id"] == pooled.as_str());
+            ready.then_some(f)
+        },
+    )
+    .await;
+    assert_eq!(inspect(&pooled)["State"]["Paused"], false);
+    let addr = f["replicaList"]
+        .as_array()
+        .and_then(|l| l.iter().find(|r| r["id"] == pooled.as_str()))
+        .and_then(|r| r["address"].as_str())
+        .expect("address")
+        .to_string();
+    let body = s
+        .http
+        .get(format!("http://{addr}/?name=pool"))
+        .send()
+        .await
+        .expect("call")
+        .text()
+        .await
+        .expect("body");
+    assert_eq!(body, "Hello, pool");
+
+    // The pool refills in the background with a new paused container.
+    wait_for("warm pool refilled", Duration::from_secs(60), || async {
+        let f = s.function("hello").await;
+        let list = f["replicaList"].as_array()?;
+        list.iter()
+            .any(|r| r["state"] == "pooled" && r["id"] != pooled.as_str())
+            .then_some(())
+    })
+    .await;
+
+    // Scale to zero: nothing runs; only the (paused) pool member remains.
+    assert_eq!(s.scale("hello", 0).await, 202);
+    wait_for(
+        "scaled to zero, pool kept",
+        Duration::from_secs(60),
+        || async {
+            let f = s.function("hello").await;
+            let running: Vec<String> = s
+                .containers("hello", false)
+                .into_iter()
+                .filter(|id| inspect(id)["State"]["Paused"] == false)
+                .collect();
+            (f["availableReplicas"] == 0 && f["pooledReplicas"] == 1 && running.is_empty())
+                .then_some(())
+        },
+    )
+    .await;
+}

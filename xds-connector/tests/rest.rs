@@ -331,3 +331,32 @@ async fn the_snapshot_is_kept_in_redis_under_the_instance_key() {
     let stored: serde_json::Value = serde_json::from_str(&stored).expect("JSON record");
     assert_eq!(stored, served);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_refuses_writes_with_503_and_changes_nothing() {
+    let redis = RedisServer::start();
+    let c = Connector::start(&redis, "t-rest-outage").await;
+    c.put_function("hello", &[("c1", "127.0.0.1:9001")]).await;
+    let before = c.ok("GET", "/v1/snapshot", None).await;
+
+    drop(redis);
+    let (status, json) = c
+        .call(
+            "PUT",
+            "/v1/endpoints/hello/c2",
+            Some(r#"{"address":"127.0.0.1:9002"}"#),
+        )
+        .await;
+    assert_eq!(status, 503, "{json}");
+    assert_eq!(json["function"], "hello");
+    assert!(
+        json["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("cannot write `t-rest-outage:xds:snapshot`"),
+        "{json}"
+    );
+    // Not persisted, so not applied or pushed either.
+    assert_eq!(c.ok("GET", "/v1/snapshot", None).await, before);
+    assert_eq!(c.ok("GET", "/healthz", None).await["status"], "ok");
+}

@@ -1,5 +1,8 @@
 //! Sluice's xDS-style discovery protocol (`proto/sluice_xds.proto`): generated types, the
 //! type URLs, and helpers shared by the server (xds-connector) and clients (router, gateway).
+//!
+//! [`client`] is the data-plane side of the stream (router, gateway): [`client::spawn`] keeps a
+//! validated [`Snapshot`] up to date on a `watch`.
 
 #[allow(clippy::all, missing_docs)]
 pub mod pb {

@@ -110,6 +110,7 @@ fn function_json(s: &FunctionStatus) -> Value {
         "replicas": s.desired,
         "availableReplicas": s.ready,
         "startingReplicas": s.starting,
+        "pooledReplicas": s.pooled,
         "envVars": spec.env,
         "labels": { "sluice.function": spec.name, "sluice.version": spec.version },
         "limits": {

@@ -214,6 +214,22 @@ impl Engine {
         self.remove(id).await
     }
 
+    /// Freezes a container's processes (a warm-pool member: memory kept, no CPU).
+    pub async fn pause(&self, id: &str) -> Result<()> {
+        self.docker
+            .pause_container(id)
+            .await
+            .map_err(|e| Error::docker(format!("cannot pause container {id}"), e))
+    }
+
+    /// Thaws a paused container.
+    pub async fn unpause(&self, id: &str) -> Result<()> {
+        self.docker
+            .unpause_container(id)
+            .await
+            .map_err(|e| Error::docker(format!("cannot unpause container {id}"), e))
+    }
+
     /// Removes a container (forcefully: it is known to be unwanted). Gone already is fine.
     pub async fn remove(&self, id: &str) -> Result<()> {
         let opts = RemoveContainerOptionsBuilder::default().force(true).build();

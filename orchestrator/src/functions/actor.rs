@@ -41,6 +41,10 @@ pub enum Command {
         replicas: u32,
         reply: oneshot::Sender<Result<()>>,
     },
+    /// The autoscaler's decision (already clamped to the spec's bounds).
+    Autoscale {
+        replicas: u32,
+    },
     /// A request arrived while nothing is ready: make sure at least one replica runs.
     Wake {
         reply: oneshot::Sender<Result<u32>>,
@@ -80,6 +84,11 @@ pub enum Command {
     Stopped {
         slot: u64,
     },
+    /// A replica was paused into the warm pool (or failed to be).
+    Paused {
+        slot: u64,
+        result: Result<()>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -93,6 +102,10 @@ pub enum ReplicaState {
     Ready,
     /// Being drained and stopped.
     Stopping,
+    /// Paused in the warm pool: not routable, taken (unpaused) by the next scale-up.
+    Pooled,
+    /// Being drained, then paused into the warm pool.
+    Parking,
 }
 
 struct Replica {
@@ -107,6 +120,8 @@ struct Replica {
     ready_at: Option<(Instant, SystemTime)>,
     worker: Option<AbortHandle>,
     adopted: bool,
+    /// Launched to fill the warm pool: paused once ready instead of serving.
+    pool_fill: bool,
 }
 
 /// Build state of the function's image, for the API.
@@ -134,10 +149,14 @@ pub struct FunctionStatus {
     pub desired: u32,
     pub ready: u32,
     pub starting: u32,
+    /// Paused replicas in the warm pool.
+    pub pooled: u32,
     pub build: BuildStatus,
     pub crash_loop: Option<CrashLoop>,
     pub replicas: Vec<ReplicaRecord>,
     pub removing: bool,
+    /// Last wake-up or manual scale (unix ms).
+    pub last_activity_unix_ms: u64,
 }
 
 pub struct Actor {
@@ -163,6 +182,8 @@ pub struct Actor {
     published: Vec<ReplicaRecord>,
     /// What the data plane was last told (definition and ready endpoints); `None` forces a push.
     pushed: Option<(FunctionSpec, Vec<Endpoint>)>,
+    /// Last wake-up or manual scale (the autoscaler counts it as activity).
+    last_activity: SystemTime,
     /// False until the first resync: nothing is launched before existing containers of the
     /// function have been adopted (or cleaned up).
     synced: bool,
@@ -172,6 +193,13 @@ fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// True when `r` runs the current image and definition.
+fn image_id_matches(image: &Option<BuiltImage>, r: &Replica, spec_hash: &str) -> bool {
+    image
+        .as_ref()
+        .is_some_and(|img| r.image_id == img.id && r.spec_hash == spec_hash)
 }
 
 impl Actor {
@@ -191,6 +219,7 @@ impl Actor {
             desired: desired.unwrap_or(spec.scaling.min_replicas),
             ready: 0,
             starting: 0,
+            pooled: 0,
             build: BuildStatus {
                 state: "pending",
                 image: None,
@@ -199,6 +228,7 @@ impl Actor {
             crash_loop: None,
             replicas: Vec::new(),
             removing: false,
+            last_activity_unix_ms: unix_ms(SystemTime::now()),
         };
         let (status_tx, status_rx) = watch::channel(status);
         let actor = Actor {
@@ -227,6 +257,7 @@ impl Actor {
             status: status_tx,
             published: Vec::new(),
             pushed: None,
+            last_activity: SystemTime::now(),
             synced: false,
         };
         let task = tokio::spawn(actor.run(rx, stop));
@@ -303,10 +334,18 @@ impl Actor {
                         ),
                     ))
                 } else {
+                    self.last_activity = SystemTime::now();
                     self.set_desired(replicas).await;
                     Ok(())
                 };
                 let _ = reply.send(res);
+            }
+            Command::Autoscale { replicas } => {
+                if self.removing.is_empty() {
+                    let s = &self.spec.scaling;
+                    let n = replicas.clamp(s.min_replicas, s.max_replicas.max(s.min_replicas));
+                    self.set_desired(n).await;
+                }
             }
             Command::Wake { reply } => {
                 let res = if !self.removing.is_empty() {
@@ -320,6 +359,7 @@ impl Actor {
                         format!("function `{}` has max_replicas 0", self.spec.name),
                     ))
                 } else {
+                    self.last_activity = SystemTime::now();
                     if self.desired() == 0 {
                         tracing::info!(function = %self.spec.name, "wake: scaling from zero");
                         self.set_desired(1).await;
@@ -424,6 +464,12 @@ impl Actor {
                 };
                 r.worker = None;
                 match result {
+                    Ok(address) if r.state == ReplicaState::Starting && r.pool_fill => {
+                        // Ready to serve: freeze it into the warm pool.
+                        r.address = Some(address);
+                        r.state = ReplicaState::Parking;
+                        self.spawn_pause(slot);
+                    }
                     Ok(address) if r.state == ReplicaState::Starting => {
                         r.state = ReplicaState::Ready;
                         r.address = Some(address);
@@ -447,6 +493,25 @@ impl Actor {
             }
             Command::Stopped { slot } => {
                 self.replicas.remove(&slot);
+            }
+            Command::Paused { slot, result } => {
+                let Some(r) = self.replicas.get_mut(&slot) else {
+                    return;
+                };
+                r.worker = None;
+                match result {
+                    Ok(()) if r.state == ReplicaState::Parking => {
+                        r.state = ReplicaState::Pooled;
+                        r.pool_fill = false;
+                        r.ready_at = None;
+                        tracing::info!(function = %self.spec.name, replica = %r.name, "replica paused into the warm pool");
+                    }
+                    Ok(()) => {}
+                    Err(e) => {
+                        tracing::warn!(function = %self.spec.name, replica = %r.name, error = %e, "cannot pause into the warm pool; removing");
+                        self.begin_stop(slot, true);
+                    }
+                }
             }
         }
     }
@@ -505,6 +570,12 @@ impl Actor {
         };
         if r.state == ReplicaState::Stopping {
             return; // we stopped it; the stop task removes it
+        }
+        if matches!(r.state, ReplicaState::Pooled | ReplicaState::Parking) {
+            // Not serving: just replace it in the pool.
+            tracing::info!(function = %self.spec.name, replica = %r.name, "warm-pool replica died");
+            self.begin_stop(slot, true);
+            return;
         }
         let oom = self
             .oom
@@ -566,6 +637,30 @@ impl Actor {
                 continue;
             }
             match (c.state, &c.ip) {
+                (ContainerState::Paused, Some(ip)) => {
+                    // A warm-pool member of a previous orchestrator; an outdated one is
+                    // removed once the current image is known.
+                    let slot = self.next_slot();
+                    tracing::info!(function = %self.spec.name, replica = %c.name, "adopting a paused warm-pool container");
+                    self.replicas.insert(
+                        slot,
+                        Replica {
+                            slot,
+                            id: Some(c.id.clone()),
+                            name: c.name.clone(),
+                            state: ReplicaState::Pooled,
+                            address: Some(format!("{ip}:{RUNTIME_PORT}")),
+                            image_id: c.image_id.clone().unwrap_or_default(),
+                            spec_hash: c.spec_hash.clone().unwrap_or_default(),
+                            created: SystemTime::UNIX_EPOCH
+                                + Duration::from_secs(u64::try_from(c.created).unwrap_or(0)),
+                            ready_at: None,
+                            worker: None,
+                            adopted: true,
+                            pool_fill: false,
+                        },
+                    );
+                }
                 (ContainerState::Running, Some(ip)) => {
                     let slot = self.next_slot();
                     let address = format!("{ip}:{RUNTIME_PORT}");
@@ -585,6 +680,7 @@ impl Actor {
                             ready_at: None,
                             worker: None,
                             adopted: true,
+                            pool_fill: false,
                         },
                     );
                     self.spawn_probe(slot, address);
@@ -664,9 +760,29 @@ impl Actor {
         };
         let mut current: Vec<(u64, ReplicaState, SystemTime)> = Vec::new();
         let mut outdated: Vec<(u64, ReplicaState, SystemTime)> = Vec::new();
+        let mut pooled: Vec<u64> = Vec::new();
+        let mut pool_outdated: Vec<u64> = Vec::new();
+        let mut pool_filling = 0usize;
         for r in self.replicas.values() {
-            if r.state == ReplicaState::Stopping {
-                continue;
+            match r.state {
+                ReplicaState::Stopping => continue,
+                ReplicaState::Pooled | ReplicaState::Parking => {
+                    if image_id_matches(&image, r, &self.spec_hash) {
+                        if r.state == ReplicaState::Pooled {
+                            pooled.push(r.slot);
+                        } else {
+                            pool_filling += 1;
+                        }
+                    } else if image.is_some() {
+                        pool_outdated.push(r.slot);
+                    }
+                    continue;
+                }
+                _ if r.pool_fill => {
+                    pool_filling += 1;
+                    continue;
+                }
+                _ => {}
             }
             let row = (r.slot, r.state, r.created);
             if is_current(r) {
@@ -676,28 +792,62 @@ impl Actor {
             }
         }
         let in_backoff = self.backoff_until.is_some_and(|t| Instant::now() < t);
+        let warm_pool = if self.removing.is_empty() {
+            self.spec.scaling.warm_pool as usize
+        } else {
+            0
+        };
 
-        // Scale up the current generation.
+        // Scale up the current generation: from the warm pool first (unpause ≈ tens of ms),
+        // then new containers.
         if let Some(img) = &image {
             if current.len() < desired && !in_backoff && self.synced {
                 for _ in current.len()..desired {
-                    self.spawn_launch(img.clone());
+                    match pooled.pop() {
+                        Some(slot) => self.spawn_unpause(slot),
+                        None => self.spawn_launch(img.clone(), false),
+                    }
                 }
             }
         }
-        // Scale down the current generation: not-yet-ready replicas first, then the newest.
+        // Scale down the current generation: not-yet-ready replicas first, then the newest;
+        // ready ones park in the warm pool while it has room.
         if current.len() > desired {
             current.sort_by_key(|(_, st, created)| {
                 (*st == ReplicaState::Ready, std::cmp::Reverse(*created))
             });
-            let extra: Vec<u64> = current[..current.len() - desired]
+            let extra: Vec<(u64, ReplicaState)> = current[..current.len() - desired]
                 .iter()
-                .map(|c| c.0)
+                .map(|c| (c.0, c.1))
                 .collect();
-            for slot in extra {
-                tracing::debug!(function = %self.spec.name, slot, desired, "stopping a surplus replica");
-                self.begin_stop(slot, false);
+            for (slot, st) in extra {
+                if st == ReplicaState::Ready && pooled.len() + pool_filling < warm_pool {
+                    tracing::debug!(function = %self.spec.name, slot, desired, "parking a surplus replica in the warm pool");
+                    pool_filling += 1;
+                    self.begin_park(slot);
+                } else {
+                    tracing::debug!(function = %self.spec.name, slot, desired, "stopping a surplus replica");
+                    self.begin_stop(slot, false);
+                }
             }
+        }
+        // Keep the warm pool full (current generation only); drop what it holds beyond.
+        if let Some(img) = &image {
+            if self.synced && !in_backoff {
+                while pooled.len() + pool_filling < warm_pool {
+                    pool_filling += 1;
+                    self.spawn_launch(img.clone(), true);
+                }
+            }
+            while pooled.len() + pool_filling > warm_pool {
+                match pooled.pop() {
+                    Some(slot) => self.begin_stop(slot, true),
+                    None => break,
+                }
+            }
+        }
+        for slot in pool_outdated {
+            self.begin_stop(slot, true);
         }
         // Outdated replicas: keep only as many ready ones as still needed to cover `desired`
         // until current ones are ready; not-yet-ready outdated ones are never needed.
@@ -754,7 +904,7 @@ impl Actor {
         });
     }
 
-    fn spawn_launch(&mut self, image: BuiltImage) {
+    fn spawn_launch(&mut self, image: BuiltImage, pool_fill: bool) {
         let slot = self.next_slot();
         let name = self.ctx.engine.replica_name(&self.spec.name);
         self.replicas.insert(
@@ -771,6 +921,7 @@ impl Actor {
                 ready_at: None,
                 worker: None,
                 adopted: false,
+                pool_fill,
             },
         );
         let ctx = self.ctx.clone();
@@ -814,6 +965,65 @@ impl Actor {
         if let Some(r) = self.replicas.get_mut(&slot) {
             r.worker = Some(handle.abort_handle());
         }
+    }
+
+    /// Takes a replica out of the warm pool: unpause, then the usual readiness probe.
+    fn spawn_unpause(&mut self, slot: u64) {
+        let Some(r) = self.replicas.get_mut(&slot) else {
+            return;
+        };
+        let (Some(id), Some(address)) = (r.id.clone(), r.address.clone()) else {
+            return;
+        };
+        r.state = ReplicaState::Starting;
+        r.created = SystemTime::now();
+        let ctx = self.ctx.clone();
+        let tx = self.tx.clone();
+        let deadline = self.spec.scaling.cold_start_timeout;
+        let handle = tokio::spawn(async move {
+            let result = match ctx.engine.unpause(&id).await {
+                Ok(()) => readiness::wait_ready(&ctx.http, &address, ctx.ready_poll, deadline)
+                    .await
+                    .map(|_| address),
+                Err(e) => Err(e),
+            };
+            let _ = tx.send(Command::Probed { slot, result }).await;
+        });
+        if let Some(r) = self.replicas.get_mut(&slot) {
+            r.worker = Some(handle.abort_handle());
+        }
+        tracing::info!(function = %self.spec.name, slot, "taking a replica from the warm pool");
+    }
+
+    /// Pauses a ready (pool-fill) replica into the warm pool.
+    fn spawn_pause(&mut self, slot: u64) {
+        let Some(id) = self.replicas.get(&slot).and_then(|r| r.id.clone()) else {
+            return;
+        };
+        let ctx = self.ctx.clone();
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let result = ctx.engine.pause(&id).await;
+            let _ = tx.send(Command::Paused { slot, result }).await;
+        });
+    }
+
+    /// Drains a serving replica (it leaves the published endpoints at the end of this turn),
+    /// then pauses it into the warm pool.
+    fn begin_park(&mut self, slot: u64) {
+        let Some(r) = self.replicas.get_mut(&slot) else {
+            return;
+        };
+        let Some(id) = r.id.clone() else { return };
+        r.state = ReplicaState::Parking;
+        let ctx = self.ctx.clone();
+        let tx = self.tx.clone();
+        let spec = self.spec.clone();
+        tokio::spawn(async move {
+            ctx.dataplane.drain(&spec, &id).await;
+            let result = ctx.engine.pause(&id).await;
+            let _ = tx.send(Command::Paused { slot, result }).await;
+        });
     }
 
     fn spawn_probe(&mut self, slot: u64, address: String) {
@@ -898,6 +1108,8 @@ impl Actor {
                     ReplicaState::Starting => "starting",
                     ReplicaState::Ready => "ready",
                     ReplicaState::Stopping => "stopping",
+                    ReplicaState::Pooled => "pooled",
+                    ReplicaState::Parking => "parking",
                 }
                 .to_string(),
                 address: r.address.clone(),
@@ -978,12 +1190,21 @@ impl Actor {
             starting: self
                 .replicas
                 .values()
-                .filter(|r| matches!(r.state, ReplicaState::Creating | ReplicaState::Starting))
+                .filter(|r| {
+                    !r.pool_fill
+                        && matches!(r.state, ReplicaState::Creating | ReplicaState::Starting)
+                })
+                .count() as u32,
+            pooled: self
+                .replicas
+                .values()
+                .filter(|r| r.state == ReplicaState::Pooled)
                 .count() as u32,
             build: self.build.clone(),
             crash_loop,
             replicas: records,
             removing: !self.removing.is_empty(),
+            last_activity_unix_ms: unix_ms(self.last_activity),
         };
         self.status.send_if_modified(|old| {
             if *old != status {

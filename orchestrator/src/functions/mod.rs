@@ -162,6 +162,15 @@ impl Supervisor {
             .map_err(|_| Error::new(ErrorKind::Unavailable, "function task ended"))?
     }
 
+    /// Applies an autoscaling decision.
+    pub async fn autoscale(&self, name: &str, replicas: u32) -> Result<()> {
+        let map = self.functions.read().await;
+        let h = map.get(name).ok_or_else(|| not_found(name))?;
+        h.tx.send(Command::Autoscale { replicas })
+            .await
+            .map_err(|_| not_found(name))
+    }
+
     /// Scale-from-zero: at least one replica (a no-op when some are desired already).
     /// Returns the desired count.
     pub async fn wake(&self, name: &str) -> Result<u32> {

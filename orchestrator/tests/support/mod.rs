@@ -101,6 +101,7 @@ impl Stack {
             .env("SLUICE_INSTANCE", &self.instance)
             .env("SLUICE_RESYNC_INTERVAL", "2s")
             .env("SLUICE_MAX_BACKOFF", "8s")
+            .env("SLUICE_AUTOSCALE", "false")
             .env("SLUICE_LOG", "info,orchestrator=debug")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

@@ -196,7 +196,10 @@ impl Router {
             .env("SLUICE_XDS_SERVER", cp.grpc())
             .env("SLUICE_NODE_ID", &node_id)
             .env("SLUICE_THREADS", "2")
-            .env("SLUICE_LOG", "info")
+            .env(
+                "SLUICE_LOG",
+                std::env::var("ROUTER_TEST_LOG").unwrap_or_else(|_| "info".to_string()),
+            )
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()

@@ -263,7 +263,11 @@ impl ClientStream {
             type_url: kind.url().to_string(),
             nonce: nonce.clone(),
         };
-        self.tx.send(Ok(resp)).await.map_err(|_| Stop::Gone)?;
+        // A client that stops reading must not hold up shutdown.
+        tokio::select! {
+            sent = self.tx.send(Ok(resp)) => sent.map_err(|_| Stop::Gone)?,
+            _ = self.ctx.shutdown.cancelled() => return Err(Stop::Gone),
+        }
         Stats::incr(&self.ctx.stats.responses);
         tracing::debug!(
             node = %self.node_id,

@@ -136,3 +136,30 @@ pub async fn serve(ctx: Arc<Ctx>, listener: TcpListener) -> Result<()> {
         .await
         .map_err(|e| Error::new(ErrorKind::Io, "REST server failed").with_source(e))
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every path served is described in `openapi.yaml`.
+    #[test]
+    fn openapi_describes_every_path() {
+        let doc = include_str!("../../openapi.yaml");
+        for path in [
+            "/healthz:",
+            "/v1/snapshot:",
+            "/v1/clients:",
+            "/v1/stats:",
+            "/v1/functions/{name}:",
+            "/v1/clusters/{name}:",
+            "/v1/endpoints/{cluster}:",
+            "/v1/endpoints/{cluster}/{id}:",
+            "/v1/endpoints/{cluster}/{id}/health:",
+            "/v1/routes/{name}:",
+            "/v1/listeners/{name}:",
+        ] {
+            assert!(
+                doc.contains(&format!("  {path}\n")),
+                "{path} missing from openapi.yaml"
+            );
+        }
+    }
+}

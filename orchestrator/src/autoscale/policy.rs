@@ -1,0 +1,311 @@
+//! The scaling policy, after Knative's KPA, as a pure function of what was observed.
+//!
+//! * Concurrency `c` = requests in flight at the replicas + requests queued at the routers.
+//! * Capacity of one replica = `target_concurrency × target_utilization`.
+//! * `want(c) = ceil(c / capacity)`, clamped to `[min_replicas, max_replicas]`.
+//! * **Stable mode**: `c` averaged over the stable window (default 30 s); the only mode that
+//!   scales down, so a short lull never removes replicas.
+//! * **Panic mode**: entered when requests queue (`pending > 0`) or when the concurrency
+//!   averaged over the panic window (3 s) reaches twice the capacity of the replicas that are
+//!   ready. While panicking the target follows the panic window at once and never goes down;
+//!   panic ends [`PANIC_HOLD`] after the last panic condition.
+//! * **Scale to zero**: only with `min_replicas == 0`, when nothing is in flight or queued and
+//!   the last activity (request, wake-up, manual scale) is older than `idle_timeout`.
+//!
+//! The caller applies a decision only when it differs from the previous decision for the
+//! function (or it is a scale-up in panic mode, or a scale to zero): a manual
+//! `/system/scale-function` is honoured until the policy's own answer changes.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use sluice_common::registry::Scaling;
+
+/// Window over which panic-mode concurrency is averaged.
+pub const PANIC_WINDOW: Duration = Duration::from_secs(3);
+/// How long panic mode lasts after its last trigger.
+pub const PANIC_HOLD: Duration = Duration::from_secs(6);
+
+/// One observation (one statistics window, or a queueing signal).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    pub unix_ms: u64,
+    pub active: f64,
+    pub pending: f64,
+}
+
+impl Sample {
+    fn concurrency(&self) -> f64 {
+        self.active + self.pending
+    }
+}
+
+/// What the policy remembers about one function.
+#[derive(Debug, Default)]
+pub struct State {
+    samples: VecDeque<Sample>,
+    panic_until_ms: Option<u64>,
+    /// The policy's previous answer (for edge-triggered application).
+    pub last_target: Option<u32>,
+    /// When observations started (to not scale down on an empty history).
+    first_ms: Option<u64>,
+}
+
+/// Inputs besides the samples.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    pub unix_ms: u64,
+    /// Replicas ready now.
+    pub ready: u32,
+    /// Replicas desired now.
+    pub desired: u32,
+    /// Last request / wake-up / manual scale (unix ms).
+    pub last_activity_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub target: u32,
+    pub panicking: bool,
+    pub reason: &'static str,
+}
+
+impl State {
+    /// Records a window or a signal. Older samples than the stable window are dropped.
+    pub fn observe(&mut self, s: Sample, stable_window: Duration) {
+        self.first_ms.get_or_insert(s.unix_ms);
+        self.samples.push_back(s);
+        let keep_from = s.unix_ms.saturating_sub(stable_window.as_millis() as u64);
+        while self.samples.front().is_some_and(|f| f.unix_ms < keep_from) {
+            self.samples.pop_front();
+        }
+    }
+
+    fn average_since(&self, from_ms: u64) -> f64 {
+        let in_window: Vec<f64> = self
+            .samples
+            .iter()
+            .filter(|s| s.unix_ms >= from_ms)
+            .map(Sample::concurrency)
+            .collect();
+        if in_window.is_empty() {
+            0.0
+        } else {
+            in_window.iter().sum::<f64>() / in_window.len() as f64
+        }
+    }
+
+    fn latest(&self) -> Option<Sample> {
+        self.samples.back().copied()
+    }
+
+    /// The policy's answer for now.
+    pub fn decide(&mut self, p: &Scaling, now: Now) -> Decision {
+        let capacity = (p.target_concurrency * p.target_utilization).max(f64::MIN_POSITIVE);
+        let clamp = |n: f64| -> u32 {
+            let n = if n.is_finite() {
+                n.ceil().max(0.0)
+            } else {
+                0.0
+            };
+            (n.min(u32::MAX as f64) as u32)
+                .clamp(p.min_replicas, p.max_replicas.max(p.min_replicas))
+        };
+        let stable_from = now
+            .unix_ms
+            .saturating_sub(p.stable_window.as_millis() as u64);
+        let panic_from = now.unix_ms.saturating_sub(PANIC_WINDOW.as_millis() as u64);
+        let c_stable = self.average_since(stable_from);
+        let c_panic = self.average_since(panic_from);
+        let latest = self.latest();
+        let pending = latest.map(|s| s.pending).unwrap_or(0.0);
+        let active = latest.map(|s| s.active).unwrap_or(0.0);
+
+        let ready_capacity = capacity * f64::from(now.ready.max(1));
+        let panic_now = pending > 0.0 || c_panic >= 2.0 * ready_capacity;
+        if panic_now {
+            self.panic_until_ms = Some(now.unix_ms + PANIC_HOLD.as_millis() as u64);
+        }
+        let panicking = self.panic_until_ms.is_some_and(|t| now.unix_ms < t);
+
+        let idle_for = now.unix_ms.saturating_sub(now.last_activity_ms);
+        let idle = active == 0.0 && pending == 0.0 && idle_for >= p.idle_timeout.as_millis() as u64;
+
+        if panicking {
+            // Follow the short window (and what is queued right now) at once; never go down.
+            let want = clamp((c_panic.max(active + pending)) / capacity);
+            return Decision {
+                target: want.max(now.desired.min(p.max_replicas.max(p.min_replicas))),
+                panicking: true,
+                reason: "panic: requests queueing or concurrency at twice the capacity",
+            };
+        }
+        let want = clamp(c_stable / capacity);
+        if want == 0 {
+            // Zero only once idle; until then keep one.
+            if idle || p.min_replicas > 0 {
+                return Decision {
+                    target: p.min_replicas,
+                    panicking: false,
+                    reason: "idle",
+                };
+            }
+            return Decision {
+                target: now.desired.clamp(p.min_replicas, 1.max(p.min_replicas)),
+                panicking: false,
+                reason: "recently active: keep one replica until idle",
+            };
+        }
+        // A history shorter than the stable window may not justify scaling down yet.
+        let history_ms = self
+            .first_ms
+            .map(|f| now.unix_ms.saturating_sub(f))
+            .unwrap_or(0);
+        if want < now.desired && history_ms < p.stable_window.as_millis() as u64 {
+            return Decision {
+                target: now.desired,
+                panicking: false,
+                reason: "stable window not yet observed",
+            };
+        }
+        Decision {
+            target: want,
+            panicking: false,
+            reason: "stable",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scaling() -> Scaling {
+        Scaling {
+            min_replicas: 0,
+            max_replicas: 10,
+            max_concurrency: 4,
+            target_concurrency: 4.0,
+            target_utilization: 0.7,
+            idle_timeout: Duration::from_secs(10),
+            stable_window: Duration::from_secs(30),
+            cold_start_timeout: Duration::from_secs(30),
+            queue_size: 100,
+            queue_timeout: Duration::from_secs(30),
+            warm_pool: 0,
+        }
+    }
+
+    fn feed(st: &mut State, p: &Scaling, from_s: u64, to_s: u64, active: f64, pending: f64) {
+        for t in from_s..to_s {
+            st.observe(
+                Sample {
+                    unix_ms: t * 1000,
+                    active,
+                    pending,
+                },
+                p.stable_window,
+            );
+        }
+    }
+
+    fn now(t_s: u64, ready: u32, desired: u32, last_activity_s: u64) -> Now {
+        Now {
+            unix_ms: t_s * 1000,
+            ready,
+            desired,
+            last_activity_ms: last_activity_s * 1000,
+        }
+    }
+
+    #[test]
+    fn desired_is_concurrency_over_target_times_utilization() {
+        let p = scaling();
+        let mut st = State::default();
+        // 10 in flight, capacity 2.8 per replica → ceil(3.57) = 4, after a full stable window.
+        feed(&mut st, &p, 0, 31, 10.0, 0.0);
+        let d = st.decide(&p, now(31, 4, 4, 31));
+        assert_eq!(d.target, 4);
+        assert!(!d.panicking);
+    }
+
+    #[test]
+    fn queueing_panics_and_scales_up_at_once() {
+        let p = scaling();
+        let mut st = State::default();
+        feed(&mut st, &p, 0, 2, 4.0, 6.0);
+        let d = st.decide(&p, now(2, 1, 1, 2));
+        assert!(d.panicking);
+        assert_eq!(d.target, 4, "ceil(10 / 2.8)");
+    }
+
+    #[test]
+    fn no_scale_down_while_panicking() {
+        let p = scaling();
+        let mut st = State::default();
+        feed(&mut st, &p, 0, 3, 10.0, 5.0);
+        assert_eq!(st.decide(&p, now(3, 2, 6, 3)).target, 6);
+        // Load vanishes: still in panic for PANIC_HOLD, target stays.
+        feed(&mut st, &p, 3, 5, 0.0, 0.0);
+        let d = st.decide(&p, now(5, 6, 6, 3));
+        assert!(d.panicking);
+        assert_eq!(d.target, 6);
+    }
+
+    #[test]
+    fn max_replicas_bounds_panic() {
+        let p = Scaling {
+            max_replicas: 3,
+            ..scaling()
+        };
+        let mut st = State::default();
+        feed(&mut st, &p, 0, 2, 50.0, 50.0);
+        assert_eq!(st.decide(&p, now(2, 1, 1, 2)).target, 3);
+    }
+
+    #[test]
+    fn scales_down_only_over_the_stable_window() {
+        let p = scaling();
+        let mut st = State::default();
+        feed(&mut st, &p, 0, 31, 10.0, 0.0);
+        assert_eq!(st.decide(&p, now(31, 4, 4, 31)).target, 4);
+        // Ten quiet seconds: the 30 s average is still 2/3 of the load → 3 replicas.
+        feed(&mut st, &p, 31, 41, 0.0, 0.0);
+        let d = st.decide(&p, now(41, 4, 4, 31));
+        assert_eq!(d.target, 3);
+    }
+
+    #[test]
+    fn scale_to_zero_only_when_idle_and_empty() {
+        let p = scaling();
+        let mut st = State::default();
+        feed(&mut st, &p, 0, 40, 0.0, 0.0);
+        // Active 5 s ago (a wake-up): keep one.
+        assert_eq!(st.decide(&p, now(40, 1, 1, 35)).target, 1);
+        // Idle for idle_timeout: zero.
+        assert_eq!(st.decide(&p, now(46, 1, 1, 35)).target, 0);
+        // min_replicas 1 never goes to zero.
+        let p1 = Scaling {
+            min_replicas: 1,
+            ..scaling()
+        };
+        assert_eq!(st.decide(&p1, now(46, 1, 1, 35)).target, 1);
+    }
+
+    #[test]
+    fn in_flight_requests_block_scale_to_zero() {
+        let p = scaling();
+        let mut st = State::default();
+        feed(&mut st, &p, 0, 40, 0.0, 0.0);
+        st.observe(
+            Sample {
+                unix_ms: 40_000,
+                active: 0.5,
+                pending: 0.0,
+            },
+            p.stable_window,
+        );
+        // The last window still had a request in flight: not idle.
+        assert_eq!(st.decide(&p, now(40, 1, 1, 0)).target, 1);
+    }
+}
