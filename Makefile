@@ -5,7 +5,7 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo "docker-compose")
 export SLUICE_VERSION := $(VERSION)
 
-.PHONY: help deps images up down logs test lint fmt validate
+.PHONY: help deps images up down logs test lint fmt validate load-test bench
 
 help:
 	@echo "make up        build what is missing, start the platform, wait until healthy"
@@ -46,3 +46,9 @@ down:
 
 logs:
 	@$(COMPOSE) logs -f --tail=100
+
+# The load-test script against the running stack (`make up` first): `sleep?ms=200` in steps
+# of 10, 30, 50 and 20 rps, 5 s each; a live table, then CSV + PNG in load-test-results/.
+LOAD_ARGS ?= --url 'http://localhost:8080/sleep?ms=200' --profile steps:10,30,50,20@5s
+load-test:
+	cargo run --release --locked -q -p gateway --bin sluice-load -- $(LOAD_ARGS)

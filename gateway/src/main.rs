@@ -6,6 +6,10 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // `gateway healthcheck [URL]`: the container healthcheck (no curl in the image).
+    if let Some(code) = sluice_common::healthcheck::from_args("http://127.0.0.1:8080/healthz") {
+        return code;
+    }
     sluice_common::config::load_or_exit();
     let cfg = gateway::config::Config::parse();
     sluice_common::telemetry::init("gateway");

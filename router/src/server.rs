@@ -24,7 +24,11 @@ use crate::proxy::RouterProxy;
 
 /// Router flags (each also read from its `SLUICE_*` environment variable).
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "router", version, about = "Sluice router: the data plane (pingora)")]
+#[command(
+    name = "router",
+    version,
+    about = "Sluice router: the data plane (pingora)"
+)]
 pub struct Args {
     /// Env-file applied before flags are parsed (KEY=VALUE lines).
     #[arg(long, env = "SLUICE_CONFIG")]
@@ -36,7 +40,11 @@ pub struct Args {
     #[arg(long, env = "SLUICE_ADMIN_LISTEN", default_value = "0.0.0.0:10001")]
     pub admin_listen: SocketAddr,
     /// The xds-connector's gRPC address.
-    #[arg(long, env = "SLUICE_XDS_SERVER", default_value = "http://127.0.0.1:18000")]
+    #[arg(
+        long,
+        env = "SLUICE_XDS_SERVER",
+        default_value = "http://127.0.0.1:18000"
+    )]
     pub xds_server: String,
     /// Node id shown by the control plane [default: router-<hostname>].
     #[arg(long, env = "SLUICE_NODE_ID")]
@@ -98,10 +106,6 @@ pub fn run(args: Args) -> i32 {
 
 async fn serve(args: Args) -> Result<(), RouterError> {
     let node_id = args.node_id();
-    // Check the proxy port up front: pingora panics inside its task when it cannot bind.
-    std::net::TcpListener::bind(args.listen).map_err(|e| {
-        RouterError::with_source(ErrorKind::Startup, format!("cannot listen on {}", args.listen), e)
-    })?;
     let admin_listener = tokio::net::TcpListener::bind(args.admin_listen)
         .await
         .map_err(|e| {
@@ -111,6 +115,15 @@ async fn serve(args: Args) -> Result<(), RouterError> {
                 e,
             )
         })?;
+    // Check the proxy address up front (after the admin socket is bound, so the two cannot
+    // collide): pingora retries a busy port for 30 s and then panics inside its task.
+    std::net::TcpListener::bind(args.listen).map_err(|e| {
+        RouterError::with_source(
+            ErrorKind::Startup,
+            format!("cannot listen on {}", args.listen),
+            e,
+        )
+    })?;
 
     let registry = config::Registry::new();
     let lifecycle = Lifecycle::new();
@@ -172,7 +185,10 @@ async fn serve(args: Args) -> Result<(), RouterError> {
         let _ = proxy_task.await;
         let grace = Duration::from_secs(args.shutdown_grace_seconds);
         let in_progress = lifecycle.in_progress();
-        tracing::info!(in_progress, "stopped accepting; waiting for requests in progress");
+        tracing::info!(
+            in_progress,
+            "stopped accepting; waiting for requests in progress"
+        );
         if lifecycle.wait_idle(grace).await {
             tracing::info!("all requests finished; exiting");
         } else {

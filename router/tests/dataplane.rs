@@ -7,8 +7,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use sluice_common::testing::{free_port, wait_for};
-use support::{client, closed_address, cluster, ControlPlane, Router, Upstream, ENDPOINTS_TYPE};
+use sluice_common::testing::wait_for;
+use support::{
+    client, closed_address, cluster, free_port, ControlPlane, Router, Upstream, ENDPOINTS_TYPE,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn get(url: &str) -> (u16, reqwest::header::HeaderMap, Value) {
@@ -64,7 +66,10 @@ async fn routes_by_header_and_first_segment_and_404s_unknown_functions() {
         headers.get("content-type").expect("content-type"),
         "application/json"
     );
-    assert_eq!(body, json!({"error": "unknown function", "function": "nope"}));
+    assert_eq!(
+        body,
+        json!({"error": "unknown function", "function": "nope"})
+    );
     let r = client()
         .get(router.url("/hello"))
         .header("X-Sluice-Function", "ghost")
@@ -83,7 +88,10 @@ async fn routes_by_header_and_first_segment_and_404s_unknown_functions() {
 async fn a_put_of_endpoints_takes_effect_promptly() {
     let cp = ControlPlane::start("push").await;
     let router = Router::start(&cp, "push").await;
-    let (a, b) = (Upstream::start("push-a").await, Upstream::start("push-b").await);
+    let (a, b) = (
+        Upstream::start("push-a").await,
+        Upstream::start("push-b").await,
+    );
     cp.put_function("fn1", cluster(0, 10, 1000), json!([a.endpoint(0)]))
         .await;
     router.wait_routable("fn1").await;
@@ -111,7 +119,10 @@ async fn a_put_of_endpoints_takes_effect_promptly() {
     let new_fn = start.elapsed() + router.wait_routable("fn2").await;
     println!("push-to-effect latency: endpoint swap {swap:?}, new function {new_fn:?}");
     assert!(swap < Duration::from_millis(1000), "swap took {swap:?}");
-    assert!(new_fn < Duration::from_millis(1000), "new function took {new_fn:?}");
+    assert!(
+        new_fn < Duration::from_millis(1000),
+        "new function took {new_fn:?}"
+    );
 
     // Versions are reported by the admin API.
     let cfg = router.admin_json("/v1/config").await;
@@ -124,9 +135,16 @@ async fn a_put_of_endpoints_takes_effect_promptly() {
 async fn p2c_spreads_load_over_two_replicas() {
     let cp = ControlPlane::start("p2c").await;
     let router = Router::start(&cp, "p2c").await;
-    let (a, b) = (Upstream::start("p2c-a").await, Upstream::start("p2c-b").await);
-    cp.put_function("spread", cluster(0, 100, 5000), json!([a.endpoint(0), b.endpoint(0)]))
-        .await;
+    let (a, b) = (
+        Upstream::start("p2c-a").await,
+        Upstream::start("p2c-b").await,
+    );
+    cp.put_function(
+        "spread",
+        cluster(0, 100, 5000),
+        json!([a.endpoint(0), b.endpoint(0)]),
+    )
+    .await;
     router.wait_routable("spread").await;
     let (a0, b0) = (a.stats.total(), b.stats.total());
 
@@ -155,7 +173,10 @@ async fn p2c_spreads_load_over_two_replicas() {
         total as f64 / took.as_secs_f64()
     );
     assert_eq!(na + nb, total);
-    assert!(na >= total / 4 && nb >= total / 4, "uneven spread: {na} / {nb}");
+    assert!(
+        na >= total / 4 && nb >= total / 4,
+        "uneven spread: {na} / {nb}"
+    );
 
     let stats = router.admin_json("/v1/stats").await;
     let s = &stats["clusters"]["spread"]["stats"];
@@ -167,9 +188,16 @@ async fn p2c_spreads_load_over_two_replicas() {
 async fn per_replica_cap_serves_two_at_a_time() {
     let cp = ControlPlane::start("caps").await;
     let router = Router::start(&cp, "caps").await;
-    let (a, b) = (Upstream::start("caps-a").await, Upstream::start("caps-b").await);
-    cp.put_function("slow", cluster(1, 10, 10_000), json!([a.endpoint(0), b.endpoint(0)]))
-        .await;
+    let (a, b) = (
+        Upstream::start("caps-a").await,
+        Upstream::start("caps-b").await,
+    );
+    cp.put_function(
+        "slow",
+        cluster(1, 10, 10_000),
+        json!([a.endpoint(0), b.endpoint(0)]),
+    )
+    .await;
     router.wait_routable("slow").await;
 
     let start = Instant::now();
@@ -203,7 +231,8 @@ async fn full_queue_is_429_and_expired_wait_is_503() {
 
     // Occupy the only slot...
     let busy_url = router.url("/q/?sleep_ms=4000");
-    let busy = tokio::spawn(async move { client().get(&busy_url).send().await.map(|r| r.status()) });
+    let busy =
+        tokio::spawn(async move { client().get(&busy_url).send().await.map(|r| r.status()) });
     wait_for("slot taken", Duration::from_secs(5), || async {
         (up.stats.current() == 1).then_some(())
     })
@@ -218,7 +247,12 @@ async fn full_queue_is_429_and_expired_wait_is_503() {
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        (r.status().as_u16(), retry_after, r.json::<Value>().await.ok(), start.elapsed())
+        (
+            r.status().as_u16(),
+            retry_after,
+            r.json::<Value>().await.ok(),
+            start.elapsed(),
+        )
     });
     wait_for("one queued", Duration::from_secs(5), || async {
         let v = router.admin_json("/v1/queues").await;
@@ -230,7 +264,13 @@ async fn full_queue_is_429_and_expired_wait_is_503() {
     let (status, _, body) = get(&router.url("/q/")).await;
     assert_eq!(status, 429);
     assert_eq!(body["function"], "q");
-    assert!(body["error"].as_str().expect("error").contains("queue full"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .expect("error")
+            .contains("queue full"),
+        "{body}"
+    );
 
     // The queued one expires: 503 JSON with Retry-After.
     let (status, retry_after, body, waited) = queued.await.expect("task");
@@ -248,7 +288,8 @@ async fn connect_failure_is_retried_on_the_other_endpoint() {
     let cp = ControlPlane::start("retry").await;
     let router = Router::start(&cp, "retry").await;
     let live = Upstream::start("retry-live").await;
-    let dead = json!({"id": "retry-dead", "address": closed_address(), "weight": 1, "replica": "dead"});
+    let dead =
+        json!({"id": "retry-dead", "address": closed_address(), "weight": 1, "replica": "dead"});
     cp.put_function("r", cluster(0, 10, 2000), json!([dead, live.endpoint(0)]))
         .await;
     router.wait_routable("r").await;
@@ -258,7 +299,9 @@ async fn connect_failure_is_retried_on_the_other_endpoint() {
         assert_eq!(replica(&headers), "retry-live-replica");
     }
     let stats = router.admin_json("/v1/stats").await;
-    let retries = stats["clusters"]["r"]["stats"]["retries"].as_u64().expect("retries");
+    let retries = stats["clusters"]["r"]["stats"]["retries"]
+        .as_u64()
+        .expect("retries");
     let failures = stats["clusters"]["r"]["endpoints"]["retry-dead"]["connect_failures"]
         .as_u64()
         .expect("connect failures");
@@ -267,20 +310,25 @@ async fn connect_failure_is_retried_on_the_other_endpoint() {
 
     // Only a dead endpoint: 502 JSON, no endless retry.
     let dead = json!({"id": "only-dead", "address": closed_address(), "weight": 1});
-    cp.put_function("d", cluster(0, 10, 2000), json!([dead])).await;
+    cp.put_function("d", cluster(0, 10, 2000), json!([dead]))
+        .await;
     let c = client();
     let url = router.url("/d/");
-    let body = wait_for("502 from the dead-only function", Duration::from_secs(5), || {
-        let (c, url) = (c.clone(), url.clone());
-        async move {
-            let r = c.get(&url).send().await.ok()?;
-            if r.status() == 502 {
-                r.json::<Value>().await.ok()
-            } else {
-                None
+    let body = wait_for(
+        "502 from the dead-only function",
+        Duration::from_secs(5),
+        || {
+            let (c, url) = (c.clone(), url.clone());
+            async move {
+                let r = c.get(&url).send().await.ok()?;
+                if r.status() == 502 {
+                    r.json::<Value>().await.ok()
+                } else {
+                    None
+                }
             }
-        }
-    })
+        },
+    )
     .await;
     assert_eq!(body["function"], "d");
 }
@@ -289,11 +337,21 @@ async fn connect_failure_is_retried_on_the_other_endpoint() {
 async fn removed_endpoint_drains_its_in_flight_call() {
     let cp = ControlPlane::start("drain").await;
     let router = Router::start(&cp, "drain").await;
-    let (a, b) = (Upstream::start("drain-a").await, Upstream::start("drain-b").await);
-    cp.put_function("d", cluster(1, 10, 5000), json!([a.endpoint(0), b.endpoint(0)]))
-        .await;
+    let (a, b) = (
+        Upstream::start("drain-a").await,
+        Upstream::start("drain-b").await,
+    );
+    cp.put_function(
+        "d",
+        cluster(1, 10, 5000),
+        json!([a.endpoint(0), b.endpoint(0)]),
+    )
+    .await;
     router.wait_routable("d").await;
-    let before = [(a.name.clone(), a.stats.total()), (b.name.clone(), b.stats.total())];
+    let before = [
+        (a.name.clone(), a.stats.total()),
+        (b.name.clone(), b.stats.total()),
+    ];
 
     let long_url = router.url("/d/?sleep_ms=3000");
     let long = tokio::spawn(async move {
@@ -307,7 +365,11 @@ async fn removed_endpoint_drains_its_in_flight_call() {
             .map(|e| e["id"].as_str().unwrap_or_default().to_string())
     })
     .await;
-    let (gone, stays) = if busy == "drain-a" { (&a, &b) } else { (&b, &a) };
+    let (gone, stays) = if busy == "drain-a" {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
 
     // Remove the busy endpoint from the config.
     cp.put_function("d", cluster(1, 10, 5000), json!([stays.endpoint(0)]))
@@ -354,15 +416,23 @@ async fn bad_resource_is_nacked_and_previous_config_kept() {
     router.wait_routable("n").await;
 
     let bad = json!({"id": "bad", "address": "not-an-address", "weight": 1});
-    cp.put_function("n", cluster(0, 10, 1000), json!([bad])).await;
-    let nack = wait_for("NACK visible on the connector", Duration::from_secs(5), || async {
-        let entry = cp.client_entry(&router.node_id).await?;
-        let nack = entry["types"][ENDPOINTS_TYPE]["last_nack"].clone();
-        (!nack.is_null()).then_some(nack)
-    })
+    cp.put_function("n", cluster(0, 10, 1000), json!([bad]))
+        .await;
+    let nack = wait_for(
+        "NACK visible on the connector",
+        Duration::from_secs(5),
+        || async {
+            let entry = cp.client_entry(&router.node_id).await?;
+            let nack = entry["types"][ENDPOINTS_TYPE]["last_nack"].clone();
+            (!nack.is_null()).then_some(nack)
+        },
+    )
     .await;
     assert!(
-        nack["error"].as_str().expect("error text").contains("not-an-address"),
+        nack["error"]
+            .as_str()
+            .expect("error text")
+            .contains("not-an-address"),
         "{nack}"
     );
     // Still serving the previous endpoint.
@@ -409,10 +479,14 @@ async fn router_keeps_serving_when_the_connector_stops() {
     router.wait_routable("k").await;
 
     cp.kill();
-    wait_for("router sees the stream down", Duration::from_secs(5), || async {
-        let cfg = router.admin_json("/v1/config").await;
-        (cfg["xds"]["connected"] == false).then_some(())
-    })
+    wait_for(
+        "router sees the stream down",
+        Duration::from_secs(5),
+        || async {
+            let cfg = router.admin_json("/v1/config").await;
+            (cfg["xds"]["connected"] == false).then_some(())
+        },
+    )
     .await;
     for _ in 0..10 {
         let (status, headers, _) = get(&router.url("/k/")).await;
@@ -480,7 +554,9 @@ async fn websocket_upgrade_passes_through() {
     let head = String::from_utf8_lossy(&buf).to_lowercase();
     assert!(head.starts_with("http/1.1 101"), "{head}");
     assert!(head.contains("x-sluice-replica: ws-a-replica"), "{head}");
-    s.write_all(b"ping-through-the-router").await.expect("write");
+    s.write_all(b"ping-through-the-router")
+        .await
+        .expect("write");
     let mut echoed = vec![0u8; b"ping-through-the-router".len()];
     tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut echoed))
         .await
@@ -492,9 +568,27 @@ async fn websocket_upgrade_passes_through() {
     let eps = router.endpoints("ws").await;
     assert_eq!(eps[0]["in_flight"], 1);
     drop(s);
-    wait_for("slot released after the tunnel closed", Duration::from_secs(5), || async {
-        let eps = router.endpoints("ws").await;
-        (eps[0]["in_flight"] == 0).then_some(())
-    })
+
+    // A replica that does not upgrade: its ordinary answer is relayed.
+    let r = client()
+        .get(router.url("/ws/plain?refuse_upgrade=1"))
+        .header("Connection", "Upgrade")
+        .header("Upgrade", "websocket")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 200);
+    assert_eq!(replica(r.headers()), "ws-a-replica");
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["path"], "/plain?refuse_upgrade=1");
+
+    wait_for(
+        "slot released after the tunnel closed",
+        Duration::from_secs(5),
+        || async {
+            let eps = router.endpoints("ws").await;
+            (eps[0]["in_flight"] == 0).then_some(())
+        },
+    )
     .await;
 }

@@ -93,9 +93,9 @@ async fn serve(cfg: Config) -> Result<(), Error> {
         .with_source(e)
     })?;
     // Bind both sockets before anything runs: once /healthz answers, UDP is received.
-    let socket = tokio::net::UdpSocket::bind(cfg.listen).await.map_err(|e| {
-        Error::new(ErrorKind::Bind, format!("udp {}", cfg.listen)).with_source(e)
-    })?;
+    let socket = tokio::net::UdpSocket::bind(cfg.listen)
+        .await
+        .map_err(|e| Error::new(ErrorKind::Bind, format!("udp {}", cfg.listen)).with_source(e))?;
     let admin_listener = tokio::net::TcpListener::bind(cfg.admin_listen)
         .await
         .map_err(|e| {
@@ -120,12 +120,7 @@ async fn serve(cfg: Config) -> Result<(), Error> {
     let (window_tx, window_rx) = mpsc::channel(WINDOW_QUEUE);
     let (signal_tx, signal_rx) = mpsc::channel(SIGNAL_QUEUE);
 
-    let source = tokio::spawn(source::run(
-        socket,
-        packet_tx,
-        stats.clone(),
-        stop.clone(),
-    ));
+    let source = tokio::spawn(source::run(socket, packet_tx, stats.clone(), stop.clone()));
     let parser = tokio::spawn(parse::stage::run(packet_rx, event_tx, stats.clone()));
     let agg = aggregate::Aggregator::new(
         aggregate::Settings {

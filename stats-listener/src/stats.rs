@@ -145,7 +145,10 @@ impl Stats {
                 "other_metrics".into(),
                 self.other_metrics.load(Relaxed).to_string(),
             ),
-            ("wrong_type".into(), self.wrong_type.load(Relaxed).to_string()),
+            (
+                "wrong_type".into(),
+                self.wrong_type.load(Relaxed).to_string(),
+            ),
             (
                 "signals_published".into(),
                 self.signals_published.load(Relaxed).to_string(),

@@ -38,6 +38,10 @@ use crate::snapshot::{Resources, Snapshot, Store};
 use crate::stats::Stats;
 
 fn main() -> ExitCode {
+    // `xds-connector healthcheck [URL]`: the container healthcheck (no curl in the image).
+    if let Some(code) = sluice_common::healthcheck::from_args("http://127.0.0.1:8081/healthz") {
+        return code;
+    }
     sluice_common::config::load_or_exit();
     let cfg = Config::parse();
     sluice_common::telemetry::init("xds-connector");

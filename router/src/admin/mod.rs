@@ -84,7 +84,13 @@ async fn config(State(s): State<Arc<AdminState>>) -> Json<Value> {
 }
 
 async fn queues(State(s): State<Arc<AdminState>>) -> Json<Vec<QueueView>> {
-    Json(s.registry.clusters().iter().map(|c| c.queue_view()).collect())
+    Json(
+        s.registry
+            .clusters()
+            .iter()
+            .map(|c| c.queue_view())
+            .collect(),
+    )
 }
 
 async fn stats(State(s): State<Arc<AdminState>>) -> Json<Value> {

@@ -75,7 +75,11 @@ where
         }
     }
     let (a, b) = (a?, b?);
-    Some(if lighter(&candidates[b], &candidates[a]) { b } else { a })
+    Some(if lighter(&candidates[b], &candidates[a]) {
+        b
+    } else {
+        a
+    })
 }
 
 /// True when `x` carries strictly less weighted load than `y`.
@@ -147,7 +151,10 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(4);
         let eps = [ep(0, 1), ep(0, 1)];
         for _ in 0..50 {
-            assert_eq!(select(&eps, |e| std::ptr::eq(e, &eps[0]), &mut rng), Some(1));
+            assert_eq!(
+                select(&eps, |e| std::ptr::eq(e, &eps[0]), &mut rng),
+                Some(1)
+            );
         }
     }
 
@@ -192,19 +199,25 @@ mod tests {
         }
         // The most loaded endpoint always loses its duel; the idlest wins every duel it is in.
         assert_eq!(seen[4], 0);
-        assert!(seen[0] > seen[1] && seen[1] > seen[2] && seen[2] > seen[3], "{seen:?}");
+        assert!(
+            seen[0] > seen[1] && seen[1] > seen[2] && seen[2] > seen[3],
+            "{seen:?}"
+        );
     }
 
     #[test]
     fn spreads_evenly_when_loads_tie() {
         let mut rng = StdRng::seed_from_u64(8);
-        let eps = [ep(0, 0), ep(0, 0), ep(0, 0)];
-        let mut seen = [0u32; 3];
-        for _ in 0..3000 {
-            seen[select(&eps, |_| false, &mut rng).expect("eligible")] += 1;
-        }
-        for s in seen {
-            assert!((800..1200).contains(&s), "{seen:?}");
+        for n in [2usize, 3, 5] {
+            let eps: Vec<Ep> = (0..n).map(|_| ep(0, 0)).collect();
+            let mut seen = vec![0u32; n];
+            let rounds = 1000 * n as u32;
+            for _ in 0..rounds {
+                seen[select(&eps, |_| false, &mut rng).expect("eligible")] += 1;
+            }
+            for s in &seen {
+                assert!((800..1200).contains(s), "{n} endpoints: {seen:?}");
+            }
         }
     }
 }

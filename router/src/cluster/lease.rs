@@ -17,7 +17,11 @@ pub struct Lease {
 }
 
 impl Lease {
-    pub(super) fn new(cluster: Arc<ClusterState>, endpoint: Arc<Endpoint>, settings: Settings) -> Self {
+    pub(super) fn new(
+        cluster: Arc<ClusterState>,
+        endpoint: Arc<Endpoint>,
+        settings: Settings,
+    ) -> Self {
         Lease {
             cluster,
             endpoint,

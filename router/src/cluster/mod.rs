@@ -297,10 +297,7 @@ impl ClusterState {
                     self.stats.expired_queue_wait.fetch_add(1, Relaxed);
                     Err(RouterError::new(
                         ErrorKind::QueueTimeout,
-                        format!(
-                            "no replica became available within {} ms",
-                            wait.as_millis()
-                        ),
+                        format!("no replica became available within {} ms", wait.as_millis()),
                     ))
                 }
             },
@@ -392,7 +389,12 @@ impl ClusterState {
     /// Every endpoint object still in use: active ones, then draining ones.
     pub fn endpoints(&self) -> Vec<Arc<Endpoint>> {
         let inner = self.lock();
-        inner.active.iter().chain(inner.draining.iter()).cloned().collect()
+        inner
+            .active
+            .iter()
+            .chain(inner.draining.iter())
+            .cloned()
+            .collect()
     }
 
     /// Active and draining endpoints, for the admin API.
@@ -442,7 +444,11 @@ impl Inner {
     }
 }
 
-fn take_matching(list: &mut Vec<Arc<Endpoint>>, id: &str, addr: SocketAddr) -> Option<Arc<Endpoint>> {
+fn take_matching(
+    list: &mut Vec<Arc<Endpoint>>,
+    id: &str,
+    addr: SocketAddr,
+) -> Option<Arc<Endpoint>> {
     let pos = list.iter().position(|e| e.is(id, addr))?;
     Some(list.remove(pos))
 }

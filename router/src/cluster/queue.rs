@@ -72,7 +72,11 @@ impl Drop for WaitGuard<'_> {
         if !self.finished {
             if let Some(grant) = self.cancel() {
                 // Not under the lock here: dropping the lease gives the slot back.
-                drop(Lease::new(self.cluster.clone(), grant.endpoint, grant.settings));
+                drop(Lease::new(
+                    self.cluster.clone(),
+                    grant.endpoint,
+                    grant.settings,
+                ));
             }
         }
     }

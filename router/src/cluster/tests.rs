@@ -112,7 +112,11 @@ async fn full_queue_rejects_and_expired_wait_times_out() {
 async fn new_endpoint_wakes_waiter() {
     let c = ClusterState::new("f", settings(1, 5, 5000));
     let c2 = c.clone();
-    let waiter = tokio::spawn(async move { c2.acquire(None).await.map(|l| l.endpoint().id().to_string()) });
+    let waiter = tokio::spawn(async move {
+        c2.acquire(None)
+            .await
+            .map(|l| l.endpoint().id().to_string())
+    });
     until("queued", || pending(&c) == 1).await;
     c.apply(settings(1, 5, 5000), &[pep("late", 1)]);
     assert_eq!(waiter.await.expect("task").expect("granted"), "late");
@@ -198,7 +202,13 @@ async fn draining_health_takes_no_new_requests_and_can_come_back() {
     for _ in 0..6 {
         leases.push(c.acquire(None).await.expect("slot"));
     }
-    let a_before = c.lock().active.iter().find(|e| e.id() == "a").expect("a").clone();
+    let a_before = c
+        .lock()
+        .active
+        .iter()
+        .find(|e| e.id() == "a")
+        .expect("a")
+        .clone();
     let in_flight_a = a_before.in_flight();
     assert!(in_flight_a > 0);
     c.apply(settings(0, 5, 5000), &[draining(pep("a", 1)), pep("b", 2)]);
@@ -206,14 +216,26 @@ async fn draining_health_takes_no_new_requests_and_can_come_back() {
         assert_eq!(c.acquire(None).await.expect("slot").endpoint().id(), "b");
     }
     let views = c.endpoint_views();
-    assert_eq!(views.iter().find(|v| v.id == "a").expect("a").state, "draining");
+    assert_eq!(
+        views.iter().find(|v| v.id == "a").expect("a").state,
+        "draining"
+    );
     // Healthy again: same object, same counter.
     c.apply(settings(0, 5, 5000), &[pep("a", 1), pep("b", 2)]);
-    let a_after = c.lock().active.iter().find(|e| e.id() == "a").expect("a").clone();
+    let a_after = c
+        .lock()
+        .active
+        .iter()
+        .find(|e| e.id() == "a")
+        .expect("a")
+        .clone();
     assert!(Arc::ptr_eq(&a_before, &a_after));
     assert_eq!(a_after.in_flight(), in_flight_a);
     drop(leases);
-    assert!(c.endpoint_views().iter().all(|v| v.in_flight == 0 && v.state == "active"));
+    assert!(c
+        .endpoint_views()
+        .iter()
+        .all(|v| v.in_flight == 0 && v.state == "active"));
 }
 
 #[tokio::test]
@@ -240,12 +262,19 @@ async fn exclusion_waits_for_another_endpoint() {
     c.apply(settings(1, 5, 5000), &[pep("a", 1), pep("b", 2)]);
     let l1 = c.acquire(None).await.expect("slot");
     let l2 = c.acquire(None).await.expect("slot");
-    let (on_a, on_b) = if l1.endpoint().id() == "a" { (l1, l2) } else { (l2, l1) };
+    let (on_a, on_b) = if l1.endpoint().id() == "a" {
+        (l1, l2)
+    } else {
+        (l2, l1)
+    };
     let a = on_a.endpoint().clone();
     drop(on_a); // a is free, but excluded
     let c2 = c.clone();
-    let waiter =
-        tokio::spawn(async move { c2.acquire(Some(a)).await.map(|l| l.endpoint().id().to_string()) });
+    let waiter = tokio::spawn(async move {
+        c2.acquire(Some(a))
+            .await
+            .map(|l| l.endpoint().id().to_string())
+    });
     until("queued", || pending(&c) == 1).await;
     // A request without exclusion is not blocked by the excluding waiter ahead of it.
     let other = c.acquire(None).await.expect("a is free for others");
@@ -257,7 +286,10 @@ async fn exclusion_waits_for_another_endpoint() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn caps_hold_under_contention() {
     let c = ClusterState::new("f", settings(2, 1000, 30_000));
-    c.apply(settings(2, 1000, 30_000), &[pep("a", 1), pep("b", 2), pep("c", 3)]);
+    c.apply(
+        settings(2, 1000, 30_000),
+        &[pep("a", 1), pep("b", 2), pep("c", 3)],
+    );
     let max_seen = Arc::new(AtomicU32::new(0));
     let mut tasks = Vec::new();
     for _ in 0..200 {

@@ -87,7 +87,10 @@ impl Registry {
 
     /// How many snapshots were applied, and when the last one was (unix ms, 0 = never).
     pub fn applied(&self) -> (u64, u64) {
-        (self.applied.load(Relaxed), self.applied_unix_ms.load(Relaxed))
+        (
+            self.applied.load(Relaxed),
+            self.applied_unix_ms.load(Relaxed),
+        )
     }
 
     /// Every cluster still known: configured ones and removed ones still draining.
@@ -155,7 +158,11 @@ fn routes_of(snap: &Snapshot) -> Vec<&pb::Route> {
         .and_then(|l| snap.routes.get(&l.route_config_name));
     match named {
         Some(rc) => rc.routes.iter().collect(),
-        None => snap.routes.values().flat_map(|rc| rc.routes.iter()).collect(),
+        None => snap
+            .routes
+            .values()
+            .flat_map(|rc| rc.routes.iter())
+            .collect(),
     }
 }
 

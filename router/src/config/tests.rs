@@ -66,7 +66,10 @@ fn snapshot(functions: &[(&str, Vec<pb::Endpoint>)], version: u32) -> Arc<Snapsh
 async fn until(what: &str, f: impl Fn() -> bool) -> Duration {
     let start = Instant::now();
     while !f() {
-        assert!(start.elapsed() < Duration::from_secs(5), "timed out waiting for {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "timed out waiting for {what}"
+        );
         tokio::task::yield_now().await;
     }
     start.elapsed()
@@ -80,7 +83,8 @@ async fn follow_applies_each_push_promptly() {
     until("initial apply", || registry.applied().0 == 1).await;
     assert!(registry.route("hello").is_none());
 
-    tx.send(snapshot(&[("hello", vec![ep("a", 1)])], 1)).expect("send");
+    tx.send(snapshot(&[("hello", vec![ep("a", 1)])], 1))
+        .expect("send");
     let took = until("hello routed", || registry.route("hello").is_some()).await;
     assert!(took < Duration::from_millis(50), "push took {took:?}");
 
@@ -123,9 +127,15 @@ async fn counters_survive_and_removed_functions_drain() {
     let l2 = state.acquire(None).await.expect("slot");
 
     // Re-push the same endpoints plus one: both keep in_flight 1.
-    registry.apply(&snapshot(&[("f", vec![ep("a", 1), ep("b", 2), ep("c", 3)])], 2));
+    registry.apply(&snapshot(
+        &[("f", vec![ep("a", 1), ep("b", 2), ep("c", 3)])],
+        2,
+    ));
     let same = registry.route("f").expect("f");
-    assert!(Arc::ptr_eq(&state, &same), "cluster state is kept across pushes");
+    assert!(
+        Arc::ptr_eq(&state, &same),
+        "cluster state is kept across pushes"
+    );
     let views = same.endpoint_views();
     assert_eq!(views.iter().map(|v| v.in_flight).sum::<u32>(), 2);
     assert_eq!(views.len(), 3);
@@ -139,9 +149,14 @@ async fn counters_survive_and_removed_functions_drain() {
         .flat_map(|c| c.endpoint_views())
         .collect();
     assert_eq!(listed.len(), 2);
-    assert!(listed.iter().all(|v| v.state == "draining" && v.in_flight == 1));
+    assert!(listed
+        .iter()
+        .all(|v| v.state == "draining" && v.in_flight == 1));
     drop((l1, l2));
-    assert!(registry.clusters().iter().all(|c| c.endpoint_views().is_empty()));
+    assert!(registry
+        .clusters()
+        .iter()
+        .all(|c| c.endpoint_views().is_empty()));
     registry.apply(&snapshot(&[], 4));
     assert!(registry.clusters().is_empty(), "defunct cluster forgotten");
 }

@@ -66,7 +66,13 @@ mod tests {
 
     #[test]
     fn rejects_unusable_endpoints() {
-        for bad in ["not-an-address", "127.0.0.1", "127.0.0.1:0", "0.0.0.0:80", "host:80"] {
+        for bad in [
+            "not-an-address",
+            "127.0.0.1",
+            "127.0.0.1:0",
+            "0.0.0.0:80",
+            "host:80",
+        ] {
             let e = validate(&snap_with(bad, &["a"])).expect_err(bad);
             assert!(e.contains("cluster `f`"), "{e}");
         }

@@ -6,8 +6,8 @@
 //!    the cluster's queue if needed (429 JSON when full, 503 JSON + `Retry-After` when the
 //!    wait expires). The [`Lease`] goes into the request context.
 //! 2. `upstream_peer` builds the peer for the leased endpoint: connect timeout from the
-//!    cluster, read/write timeout `timeout_ms + 5 s` (none for upgrades such as WebSocket,
-//!    which pingora passes through), pooled keep-alive connections.
+//!    cluster, read/write timeout `timeout_ms + 5 s`, pooled keep-alive connections.
+//!    Upgrade requests (WebSocket) are tunnelled by [`upgrade`] instead.
 //! 3. `fail_to_connect`: nothing was sent, so the slot is released and the request is
 //!    retried once, on another endpoint (`upstream_peer` acquires again excluding the failed
 //!    one). A second failure, or no other endpoint, gives 502 JSON.
@@ -18,6 +18,7 @@
 
 pub mod reply;
 pub mod target;
+mod upgrade;
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -91,6 +92,44 @@ impl RequestCtx {
         }
     }
 
+    /// Records a connect failure on the leased endpoint and releases its slot. Returns true
+    /// when the request should be retried on another endpoint (first failure, and another
+    /// active endpoint exists); the failed endpoint is then remembered for exclusion.
+    fn connect_failed(&mut self) -> bool {
+        let Some(lease) = self.lease.take() else {
+            return false;
+        };
+        let endpoint = lease.endpoint().clone();
+        endpoint.stats.connect_failures.fetch_add(1, Relaxed);
+        let cluster = lease.cluster().clone();
+        drop(lease);
+        let retry = !self.connect_retried && cluster.has_alternative(&endpoint);
+        if retry {
+            self.connect_retried = true;
+            self.failed = Some(endpoint);
+            cluster.stats.retries.fetch_add(1, Relaxed);
+        }
+        retry
+    }
+
+    /// Takes a new slot after a connect failure, avoiding the endpoint that failed.
+    async fn reacquire(&mut self) -> Result<(), Reply> {
+        let Some(cluster) = self.cluster.clone() else {
+            return Err(Reply::new(
+                500,
+                "no cluster for the request",
+                self.function.as_deref(),
+            ));
+        };
+        match cluster.acquire(self.failed.clone()).await {
+            Ok(lease) => {
+                self.lease = Some(lease);
+                Ok(())
+            }
+            Err(e) => Err(Reply::from_error(&e, self.function.as_deref())),
+        }
+    }
+
     async fn respond(&mut self, session: &mut Session, reply: &Reply) {
         self.own_status = Some(reply.status);
         if let Err(e) = reply.send(session).await {
@@ -146,7 +185,11 @@ impl ProxyHttp for RouterProxy {
         RequestCtx::new(self.lifecycle.enter())
     }
 
-    async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> pingora::Result<bool> {
+    async fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut Self::CTX,
+    ) -> pingora::Result<bool> {
         let req = session.req_header();
         let header = req.headers.get(FUNCTION_HEADER).map(|v| v.as_bytes());
         let Some(t) = target::resolve(header, req.uri.path(), req.uri.query()) else {
@@ -166,6 +209,10 @@ impl ProxyHttp for RouterProxy {
         match cluster.acquire(None).await {
             Ok(lease) => {
                 ctx.lease = Some(lease);
+                if session.is_upgrade_req() {
+                    upgrade::serve(session, ctx).await;
+                    return Ok(true);
+                }
                 Ok(false)
             }
             Err(e) => {
@@ -179,37 +226,29 @@ impl ProxyHttp for RouterProxy {
 
     async fn upstream_peer(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         ctx: &mut Self::CTX,
     ) -> pingora::Result<Box<HttpPeer>> {
         if ctx.lease.is_none() {
             // Retrying after a connect failure: another endpoint, same queue rules.
-            let Some(cluster) = ctx.cluster.clone() else {
-                return Err(Error::explain(
-                    ErrorType::InternalError,
-                    "no cluster for the request",
-                ));
-            };
-            match cluster.acquire(ctx.failed.clone()).await {
-                Ok(lease) => ctx.lease = Some(lease),
-                Err(e) => {
-                    let reply = Reply::from_error(&e, ctx.function.as_deref());
-                    let status = reply.status;
-                    ctx.pending_reply = Some(reply);
-                    return Err(Error::explain(ErrorType::HTTPStatus(status), e.to_string()));
-                }
+            if let Err(reply) = ctx.reacquire().await {
+                let status = reply.status;
+                let msg = reply.error.clone();
+                ctx.pending_reply = Some(reply);
+                return Err(Error::explain(ErrorType::HTTPStatus(status), msg));
             }
         }
         let Some(lease) = ctx.lease.as_ref() else {
-            return Err(Error::explain(ErrorType::InternalError, "no endpoint leased"));
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "no endpoint leased",
+            ));
         };
         let settings = lease.settings();
         let mut peer = HttpPeer::new(lease.endpoint().addr(), false, String::new());
         peer.options.connection_timeout = Some(settings.connect_timeout());
-        if !session.is_upgrade_req() {
-            peer.options.read_timeout = settings.upstream_timeout();
-            peer.options.write_timeout = settings.upstream_timeout();
-        }
+        peer.options.read_timeout = settings.upstream_timeout();
+        peer.options.write_timeout = settings.upstream_timeout();
         peer.options.idle_timeout = Some(UPSTREAM_IDLE_TIMEOUT);
         Ok(Box::new(peer))
     }
@@ -221,28 +260,16 @@ impl ProxyHttp for RouterProxy {
         ctx: &mut Self::CTX,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        let Some(lease) = ctx.lease.take() else {
-            e.set_retry(false);
-            return e;
-        };
-        let endpoint = lease.endpoint().clone();
-        endpoint.stats.connect_failures.fetch_add(1, Relaxed);
-        let cluster = lease.cluster().clone();
-        drop(lease);
-        let retry = !ctx.connect_retried && cluster.has_alternative(&endpoint);
+        let endpoint = ctx.lease.as_ref().map(|l| l.endpoint().id().to_string());
+        let retry = ctx.connect_failed();
         tracing::warn!(
             function = ?ctx.function,
-            endpoint = %endpoint.id(),
+            endpoint = ?endpoint,
             peer = %peer,
             error = %e,
             retry,
             "connect to replica failed"
         );
-        if retry {
-            ctx.connect_retried = true;
-            ctx.failed = Some(endpoint);
-            cluster.stats.retries.fetch_add(1, Relaxed);
-        }
         e.set_retry(retry);
         e
     }
@@ -271,7 +298,12 @@ impl ProxyHttp for RouterProxy {
         Ok(())
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Self::CTX) -> FailToProxy {
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut Self::CTX,
+    ) -> FailToProxy {
         let reply = ctx.pending_reply.take().unwrap_or_else(|| classify(e, ctx));
         if reply.status > 0 && session.response_written().is_none() {
             session.set_keepalive(None);

@@ -26,6 +26,12 @@ impl Reply {
         }
     }
 
+    /// The same reply naming `function`.
+    pub fn with_function(mut self, function: Option<&str>) -> Self {
+        self.function = function.map(str::to_string);
+        self
+    }
+
     pub fn from_error(e: &RouterError, function: Option<&str>) -> Self {
         let error = match e.kind {
             ErrorKind::UnknownFunction => "unknown function".to_string(),
@@ -75,8 +81,14 @@ mod tests {
         );
         assert_eq!(r.status, 404);
         let v: serde_json::Value = serde_json::from_slice(&r.body()).expect("json");
-        assert_eq!(v, serde_json::json!({"error": "unknown function", "function": "nope"}));
-        let r = Reply::from_error(&RouterError::new(ErrorKind::QueueTimeout, "waited"), Some("f"));
+        assert_eq!(
+            v,
+            serde_json::json!({"error": "unknown function", "function": "nope"})
+        );
+        let r = Reply::from_error(
+            &RouterError::new(ErrorKind::QueueTimeout, "waited"),
+            Some("f"),
+        );
         assert_eq!((r.status, r.retry_after), (503, Some(1)));
         let h = r.header(10).expect("header");
         assert_eq!(h.headers.get("retry-after").expect("retry-after"), "1");

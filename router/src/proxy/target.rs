@@ -58,11 +58,20 @@ mod tests {
 
     #[test]
     fn first_segment_is_stripped() {
-        assert_eq!(path("/hello/x", Some("q=1")), ("hello".into(), Some("/x?q=1".into())));
+        assert_eq!(
+            path("/hello/x", Some("q=1")),
+            ("hello".into(), Some("/x?q=1".into()))
+        );
         assert_eq!(path("/hello", None), ("hello".into(), Some("/".into())));
         assert_eq!(path("/hello/", None), ("hello".into(), Some("/".into())));
-        assert_eq!(path("/hello", Some("a=b")), ("hello".into(), Some("/?a=b".into())));
-        assert_eq!(path("/hello/a/b/", None), ("hello".into(), Some("/a/b/".into())));
+        assert_eq!(
+            path("/hello", Some("a=b")),
+            ("hello".into(), Some("/?a=b".into()))
+        );
+        assert_eq!(
+            path("/hello/a/b/", None),
+            ("hello".into(), Some("/a/b/".into()))
+        );
     }
 
     #[test]

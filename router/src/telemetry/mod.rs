@@ -13,7 +13,8 @@ use serde::Serialize;
 
 /// Upper bounds (inclusive, milliseconds) of the latency histogram buckets; one more bucket
 /// counts everything slower than the last bound.
-pub const LATENCY_BUCKETS_MS: [u64; 12] = [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000];
+pub const LATENCY_BUCKETS_MS: [u64; 12] =
+    [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000];
 
 /// Totals, status classes and latency of finished requests.
 #[derive(Debug, Default)]
@@ -154,7 +155,10 @@ mod tests {
         c.record(0, Duration::ZERO);
         let s = c.snapshot();
         assert_eq!(s.requests, 4);
-        assert_eq!((s.status_2xx, s.status_4xx, s.status_5xx, s.status_other), (1, 1, 1, 1));
+        assert_eq!(
+            (s.status_2xx, s.status_4xx, s.status_5xx, s.status_other),
+            (1, 1, 1, 1)
+        );
         assert_eq!(s.latency_bucket_counts.len(), LATENCY_BUCKETS_MS.len() + 1);
         assert_eq!(s.latency_bucket_counts[0], 1); // 0 ms
         assert_eq!(s.latency_bucket_counts[1], 1); // 3 ms -> <= 5

@@ -19,9 +19,23 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
-use sluice_common::testing::{free_port, wait_for, ChildGuard, RedisServer};
+use sluice_common::testing::{wait_for, ChildGuard, RedisServer};
 
 pub const ENDPOINTS_TYPE: &str = sluice_common::xds::ENDPOINTS_TYPE;
+
+/// A free loopback port never handed out before in this test process (tests run in parallel
+/// and the kernel may return the same free port to two quick successive probes).
+pub fn free_port() -> u16 {
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().expect("port list");
+    loop {
+        let port = sluice_common::testing::free_port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+}
 
 /// Directory holding the built binaries (`target/release`).
 fn bin_dir() -> PathBuf {
@@ -144,7 +158,10 @@ impl ControlPlane {
             .expect("PUT function");
         let status = r.status();
         let body = r.text().await.unwrap_or_default();
-        assert!(status.is_success(), "PUT /v1/functions/{name}: {status} {body}");
+        assert!(
+            status.is_success(),
+            "PUT /v1/functions/{name}: {status} {body}"
+        );
     }
 
     /// The connector's `GET /v1/clients` entry for `node_id`.
@@ -248,13 +265,17 @@ impl Router {
         let start = std::time::Instant::now();
         let c = client();
         let url = self.url(&format!("/{function}/"));
-        wait_for(&format!("{function} routable"), Duration::from_secs(10), || {
-            let (c, url) = (c.clone(), url.clone());
-            async move {
-                let r = c.get(&url).send().await.ok()?;
-                (r.status() == 200).then_some(())
-            }
-        })
+        wait_for(
+            &format!("{function} routable"),
+            Duration::from_secs(10),
+            || {
+                let (c, url) = (c.clone(), url.clone());
+                async move {
+                    let r = c.get(&url).send().await.ok()?;
+                    (r.status() == 200).then_some(())
+                }
+            },
+        )
         .await;
         start.elapsed()
     }
@@ -303,7 +324,8 @@ impl UpstreamStats {
 /// A real HTTP/1.1 server standing in for a replica runtime.
 ///
 /// * `?sleep_ms=N` delays the answer by N ms;
-/// * an `Upgrade` request is answered 101 and the connection then echoes bytes;
+/// * an `Upgrade` request is answered 101 and the connection then echoes bytes (unless
+///   `?refuse_upgrade=1`, which answers it like any other request);
 /// * the body is `{"upstream": <name>, "path": <path and query>}`.
 pub struct Upstream {
     pub name: String,
@@ -412,7 +434,7 @@ async fn handle(
     if let Some(ms) = query.get("sleep_ms").and_then(|v| v.parse::<u64>().ok()) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
-    if req.headers().contains_key(hyper::header::UPGRADE) {
+    if req.headers().contains_key(hyper::header::UPGRADE) && !query.contains_key("refuse_upgrade") {
         let on_upgrade = hyper::upgrade::on(&mut req);
         tokio::spawn(async move {
             if let Ok(upgraded) = on_upgrade.await {

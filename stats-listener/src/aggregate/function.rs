@@ -98,8 +98,7 @@ impl FunctionState {
                 if !self.pending.apply(router, op, now, exp, s.max_routers) {
                     return Applied::OverLimit;
                 }
-                self.window.pending_max =
-                    self.window.pending_max.max(self.pending.sum(now, exp));
+                self.window.pending_max = self.window.pending_max.max(self.pending.sum(now, exp));
                 Applied::PendingChanged
             }
             Update::Gauge(GaugeId::Endpoint(id), op) => {
@@ -170,7 +169,10 @@ impl FunctionState {
         let pending = self.pending.sum(now, exp);
         self.throttle.observe(pending);
 
-        let mut w = std::mem::replace(&mut self.window, Window::new(s.max_samples, active, pending));
+        let mut w = std::mem::replace(
+            &mut self.window,
+            Window::new(s.max_samples, active, pending),
+        );
         let latency_samples = w.latency.seen();
         let pct = w.latency.take();
         let traffic = w.rq_total > 0.0

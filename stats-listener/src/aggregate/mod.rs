@@ -120,15 +120,11 @@ impl Aggregator {
     /// Closes the open window of every tracked function (sorted by name) and forgets the
     /// idle ones.
     pub fn close_window(&mut self, now: Instant, end_unix_ms: u64) -> WindowBatch {
-        let window_ms = u64::try_from(
-            now.saturating_duration_since(self.window_start)
-                .as_millis(),
-        )
-        .unwrap_or(u64::MAX);
+        let window_ms = u64::try_from(now.saturating_duration_since(self.window_start).as_millis())
+            .unwrap_or(u64::MAX);
         self.window_start = now;
         let s = &self.settings;
-        self.functions
-            .retain(|_, f| !f.is_idle(now, s.retention));
+        self.functions.retain(|_, f| !f.is_idle(now, s.retention));
         let mut reports: Vec<WindowReport> = self
             .functions
             .iter_mut()

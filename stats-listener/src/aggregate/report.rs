@@ -88,7 +88,10 @@ impl WindowReport {
     /// Fields of the hash `<instance>:load:<fn>`; endpoints as `endpoint.<id>.active`.
     pub fn hash_fields(&self) -> Vec<(String, String)> {
         let mut f: Vec<(String, String)> = vec![
-            ("window_end_unix_ms".into(), self.window_end_unix_ms.to_string()),
+            (
+                "window_end_unix_ms".into(),
+                self.window_end_unix_ms.to_string(),
+            ),
             ("window_ms".into(), self.window_ms.to_string()),
             ("active".into(), self.active.to_string()),
             ("pending".into(), self.pending.to_string()),

@@ -54,8 +54,16 @@ fn a_window_reports_counters_gauges_and_percentiles_then_resets() {
     for _ in 0..50 {
         a.apply(ev("f", "r1", Update::Count(CounterId::Total, 1.0)), t, 1);
     }
-    a.apply(ev("f", "r1", Update::Count(CounterId::Status2xx, 45.0)), t, 1);
-    a.apply(ev("f", "r1", Update::Count(CounterId::Status5xx, 5.0)), t, 1);
+    a.apply(
+        ev("f", "r1", Update::Count(CounterId::Status2xx, 45.0)),
+        t,
+        1,
+    );
+    a.apply(
+        ev("f", "r1", Update::Count(CounterId::Status5xx, 5.0)),
+        t,
+        1,
+    );
     for ms in 1..=100 {
         a.apply(ev("f", "r1", Update::Latency(ms as f64)), t, 1);
     }
@@ -67,7 +75,10 @@ fn a_window_reports_counters_gauges_and_percentiles_then_resets() {
     assert_eq!(r.window_ms, 1000);
     assert_eq!((r.active, r.pending), (Num(4.0), Num(2.0)));
     assert_eq!((r.rq_total, r.rps), (Num(50.0), Num(50.0)));
-    assert_eq!((r.rq_2xx, r.rq_4xx, r.rq_5xx), (Num(45.0), Num(0.0), Num(5.0)));
+    assert_eq!(
+        (r.rq_2xx, r.rq_4xx, r.rq_5xx),
+        (Num(45.0), Num(0.0), Num(5.0))
+    );
     assert_eq!(
         (r.p50_ms, r.p95_ms, r.p99_ms),
         (Num(50.0), Num(95.0), Num(99.0))
@@ -83,7 +94,11 @@ fn a_window_reports_counters_gauges_and_percentiles_then_resets() {
     let batch = a.close_window(t0 + Duration::from_secs(2), 6_000);
     let r = &batch.reports[0];
     assert_eq!((r.active, r.pending), (Num(0.0), Num(0.0)));
-    assert_eq!(r.active_max, Num(4.0), "active was 4 when the window opened");
+    assert_eq!(
+        r.active_max,
+        Num(4.0),
+        "active was 4 when the window opened"
+    );
     assert_eq!((r.rq_total, r.latency_samples), (Num(0.0), 0));
     assert_eq!(r.p99_ms, Num(0.0));
     assert_eq!(r.last_request_unix_ms, 6_000, "active was 4 at its start");
@@ -119,7 +134,11 @@ fn sample_rate_scaled_counts_and_deltas() {
     let (mut a, _) = agg(t0);
     a.apply(gauge("f", "", GaugeId::Active, 5.0), t0, 1);
     a.apply(
-        ev("f", "", Update::Gauge(GaugeId::Active, GaugeOp::Delta(-2.0))),
+        ev(
+            "f",
+            "",
+            Update::Gauge(GaugeId::Active, GaugeOp::Delta(-2.0)),
+        ),
         t0,
         1,
     );

@@ -46,18 +46,8 @@ fn good_lines_of_every_type() {
             &[Sample(1.0), Sample(2.0), Sample(3.0)],
         ),
         ("c:1|c|#router:r1", "c", MetricType::Counter, &[Count(1.0)]),
-        (
-            "c:1|c|@0.5|#a:b,c",
-            "c",
-            MetricType::Counter,
-            &[Count(2.0)],
-        ),
-        (
-            "c:1|c|#a:b|@0.5",
-            "c",
-            MetricType::Counter,
-            &[Count(2.0)],
-        ),
+        ("c:1|c|@0.5|#a:b,c", "c", MetricType::Counter, &[Count(2.0)]),
+        ("c:1|c|#a:b|@0.5", "c", MetricType::Counter, &[Count(2.0)]),
         ("c:1|c|#", "c", MetricType::Counter, &[Count(1.0)]),
         (
             "c:1|c|#a|c:abc123|T1700000000",
@@ -65,7 +55,12 @@ fn good_lines_of_every_type() {
             MetricType::Counter,
             &[Count(1.0)],
         ),
-        ("ünï.cødé:1|c", "ünï.cødé", MetricType::Counter, &[Count(1.0)]),
+        (
+            "ünï.cødé:1|c",
+            "ünï.cødé",
+            MetricType::Counter,
+            &[Count(1.0)],
+        ),
     ];
     for (line, name, kind, want) in cases {
         let l = parse_line(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
@@ -145,7 +140,12 @@ fn bad_lines_name_their_reason() {
         match &got[0] {
             Ok(l) => panic!("{:?} parsed as {l:?}", String::from_utf8_lossy(raw)),
             Err(e) => {
-                assert_eq!(e.reason(), *reason, "{:?}: {e}", String::from_utf8_lossy(raw));
+                assert_eq!(
+                    e.reason(),
+                    *reason,
+                    "{:?}: {e}",
+                    String::from_utf8_lossy(raw)
+                );
                 assert!(!e.to_string().is_empty());
             }
         }
@@ -155,12 +155,24 @@ fn bad_lines_name_their_reason() {
 #[test]
 fn errors_name_what_was_wrong() {
     let msg = |s: &str| parse_line(s).expect_err("bad").to_string();
-    assert_eq!(msg("a:1|zz"), "unknown metric type \"zz\" (expected c, g, ms, h, s or d)");
+    assert_eq!(
+        msg("a:1|zz"),
+        "unknown metric type \"zz\" (expected c, g, ms, h, s or d)"
+    );
     assert_eq!(msg("a:abc|c"), "value \"abc\" is not a number");
-    assert_eq!(msg("a:1|c|@2"), "sample rate \"2\" is not a number in (0, 1]");
+    assert_eq!(
+        msg("a:1|c|@2"),
+        "sample rate \"2\" is not a number in (0, 1]"
+    );
     assert_eq!(msg("a:1"), "no `|type` after the value in \"a:1\"");
-    let e = lines(b"a:1|c\xfe").next().expect("one").expect_err("bad utf-8");
-    assert_eq!(e.to_string(), "line is not valid UTF-8 (bad byte at offset 5)");
+    let e = lines(b"a:1|c\xfe")
+        .next()
+        .expect("one")
+        .expect_err("bad utf-8");
+    assert_eq!(
+        e.to_string(),
+        "line is not valid UTF-8 (bad byte at offset 5)"
+    );
 }
 
 #[test]
@@ -194,16 +206,18 @@ fn packets_split_into_lines_and_bad_lines_do_not_hide_good_ones() {
 
 #[test]
 fn an_oversized_packet_is_rejected_whole() {
-    let mut packet = b"a:1|c\n".repeat(MAX_PACKET_BYTES / 6 + 1);
-    assert!(packet.len() > MAX_PACKET_BYTES);
+    // Exactly 64 KiB: 10 921 lines of 6 bytes plus one of 10.
+    let mut packet = b"a:1|c\n".repeat(10_921);
+    packet.extend_from_slice(b"ab:12345|c");
+    assert_eq!(packet.len(), MAX_PACKET_BYTES);
+    assert_eq!(lines(&packet).filter(|r| r.is_ok()).count(), 10_922);
+    packet.push(b'\n');
     let got: Vec<_> = lines(&packet).collect();
     assert_eq!(got.len(), 1);
     assert_eq!(
         got[0].as_ref().map_err(|e| e.reason()),
         Err(Reason::PacketTooLarge)
     );
-    packet.truncate(MAX_PACKET_BYTES);
-    assert!(lines(&packet).all(|r| r.is_ok()), "exactly 64 KiB is fine");
 }
 
 #[test]
@@ -272,9 +286,15 @@ const GOOD: &[&str] = &[
 
 fn mutate(rng: &mut StdRng, line: &mut Vec<u8>) {
     const INTERESTING: &[u8] = b":|@#,.+-eE0123456789\xff\xc3 \r\tnaiNf";
+    const TOKENS: &[&str] = &["NaN", "inf", "-inf", "1e999", "|@0", "|@2", "|#", ":", "|"];
     for _ in 0..rng.random_range(1..4) {
         let len = line.len();
-        match rng.random_range(0..5) {
+        match rng.random_range(0..6) {
+            5 => {
+                let i = rng.random_range(0..=len);
+                let t = TOKENS[rng.random_range(0..TOKENS.len())].as_bytes();
+                line.splice(i..i, t.iter().copied());
+            }
             0 if len > 0 => {
                 let i = rng.random_range(0..len);
                 line[i] = rng.random();
@@ -339,7 +359,12 @@ fn fuzz_random_and_mutated_packets() {
             let parsed: Vec<_> = lines(&packet).collect();
             let victim_blank = good[victim].iter().all(|b| b.is_ascii_whitespace());
             let expect_len = if victim_blank { n - 1 } else { n };
-            assert_eq!(parsed.len(), expect_len, "{:?}", String::from_utf8_lossy(&packet));
+            assert_eq!(
+                parsed.len(),
+                expect_len,
+                "{:?}",
+                String::from_utf8_lossy(&packet)
+            );
             let mut idx = 0;
             for (k, raw) in good.iter().enumerate() {
                 if k == victim {
@@ -367,7 +392,10 @@ fn fuzz_random_and_mutated_packets() {
         assert_eq!(seen as usize, count_lines(&packet), "{packet:?}");
         assert_eq!(ok + bad, seen, "every line counted once: {packet:?}");
     }
-    assert!(mutated_bad > 10_000, "mutations do produce bad lines ({mutated_bad})");
+    assert!(
+        mutated_bad > 10_000,
+        "mutations do produce bad lines ({mutated_bad})"
+    );
     // Every reason a random input can hit was hit.
     for reason in [
         Reason::InvalidUtf8,
@@ -421,6 +449,9 @@ fn parse_throughput() {
     assert_eq!(lines_read % per_packet, 0);
     assert_eq!(total, lines_read);
     let rate = lines_read as f64 / secs;
-    println!("parse stage: {:.0} lines/s ({lines_read} lines in {secs:.2} s)", rate);
+    println!(
+        "parse stage: {:.0} lines/s ({lines_read} lines in {secs:.2} s)",
+        rate
+    );
     assert!(rate > 100_000.0, "{rate} lines/s");
 }

@@ -77,9 +77,15 @@ mod tests {
         assert!(th.on_update(2.0, ms(1), IV), "0 -> 2 fires");
         assert!(!th.on_update(3.0, ms(50), IV), "within the interval");
         assert!(!th.on_update(3.0, ms(100), IV), "still within");
-        assert!(th.on_update(3.0, ms(101), IV), "interval passed, still pending");
+        assert!(
+            th.on_update(3.0, ms(101), IV),
+            "interval passed, still pending"
+        );
         assert!(!th.on_update(0.0, ms(120), IV), "drained");
-        assert!(th.on_update(1.0, ms(130), IV), "a new rising edge fires at once");
+        assert!(
+            th.on_update(1.0, ms(130), IV),
+            "a new rising edge fires at once"
+        );
     }
 
     #[test]

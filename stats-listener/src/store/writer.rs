@@ -145,8 +145,11 @@ impl Writer {
             let conn = link.conn().await?;
             pipe.query_async::<()>(conn).await.map_err(Error::redis)?;
             if let Some(done) = self.backlog.pop_front() {
-                tracing::debug!(window_end_unix_ms = done.window_end_unix_ms,
-                    functions = done.reports.len(), "window written");
+                tracing::debug!(
+                    window_end_unix_ms = done.window_end_unix_ms,
+                    functions = done.reports.len(),
+                    "window written"
+                );
             }
             self.stats.windows_written.fetch_add(1, Relaxed);
             self.stats
@@ -170,8 +173,11 @@ impl Writer {
             p.lpush(&history, r.to_json()).ignore();
             let last = isize::try_from(s.history_len.max(1)).unwrap_or(isize::MAX) - 1;
             p.ltrim(&history, 0, last).ignore();
-            p.pexpire(&history, i64::try_from(ms(s.history_ttl)).unwrap_or(i64::MAX))
-                .ignore();
+            p.pexpire(
+                &history,
+                i64::try_from(ms(s.history_ttl)).unwrap_or(i64::MAX),
+            )
+            .ignore();
         }
         p.hset_multiple(
             self.keys.stats(),

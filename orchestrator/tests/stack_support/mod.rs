@@ -1,0 +1,211 @@
+//! The whole platform as users run it: `docker-compose.yml` with the images `make images`
+//! built, in its own compose project, network, instance and gateway port, with a registry
+//! and function folders of the test's own. Torn down (function containers included) on drop.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use sluice_common::testing::{free_port, wait_for};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read_dir") {
+        let e = e.expect("entry");
+        let p = e.path();
+        if p.file_name().is_some_and(|n| n == "target") {
+            continue;
+        }
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).expect("copy");
+        }
+    }
+}
+
+pub fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().expect("docker CLI");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// `docker compose` when the v2 plugin is there, else `docker-compose`.
+fn compose_cmd() -> Vec<String> {
+    let v2 = Command::new("docker")
+        .args(["compose", "version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if v2 {
+        vec!["docker".into(), "compose".into()]
+    } else {
+        vec!["docker-compose".into()]
+    }
+}
+
+pub struct ComposeStack {
+    pub autoscale: bool,
+    pub project: String,
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub network: String,
+    pub http: reqwest::Client,
+}
+
+impl ComposeStack {
+    /// Starts the stack with `registry` as its registry file and the repo's example functions.
+    pub async fn up(tag: &str, registry: &str) -> ComposeStack {
+        Self::up_with(tag, registry, true).await
+    }
+
+    /// `autoscale: false` leaves replica counts to the API and wake-ups only.
+    pub async fn up_with(tag: &str, registry: &str, autoscale: bool) -> ComposeStack {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fns = dir.path().join("faas-runtime/functions");
+        for f in ["hello", "sleep", "deps", "echo"] {
+            copy_dir(&repo_root().join("faas-runtime/functions").join(f), &fns.join(f));
+        }
+        std::fs::write(dir.path().join("global-function-definition.yml"), registry).expect("registry");
+        let suffix: u32 = rand::random();
+        let project = format!("sluicet{tag}{:06x}", suffix & 0xffffff);
+        let s = ComposeStack {
+            autoscale,
+            network: format!("{project}-net"),
+            port: free_port(),
+            project,
+            dir,
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .build()
+                .expect("client"),
+        };
+        docker(&["network", "create", "--label", "sluice.managed=true", &s.network]);
+        let out = s.compose(&["up", "-d"]);
+        assert!(out.status.success(), "compose up failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        // Healthy when the gateway answers and the orchestrator (through it) lists functions.
+        let url = s.url("/system/functions");
+        let http = s.http.clone();
+        wait_for("the stack to be healthy", Duration::from_secs(120), || {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                let r = http.get(&url).send().await.ok()?;
+                r.status().is_success().then_some(())
+            }
+        })
+        .await;
+        s
+    }
+
+    pub fn compose(&self, args: &[&str]) -> std::process::Output {
+        let cmd = compose_cmd();
+        Command::new(&cmd[0])
+            .args(&cmd[1..])
+            .args(["-p", &self.project, "-f"])
+            .arg(repo_root().join("docker-compose.yml"))
+            .arg("--project-directory")
+            .arg(repo_root())
+            .args(args)
+            .env("SLUICE_PROJECT_DIR", self.dir.path())
+            .env("SLUICE_GATEWAY_PORT", self.port.to_string())
+            .env("SLUICE_NETWORK", &self.network)
+            .env("SLUICE_INSTANCE", &self.project)
+            .env("SLUICE_AUTOSCALE", self.autoscale.to_string())
+            .output()
+            .expect("compose")
+    }
+
+    /// Container id of a compose service.
+    pub fn service(&self, name: &str) -> String {
+        let out = self.compose(&["ps", "-q", name]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn registry_path(&self) -> PathBuf {
+        self.dir.path().join("global-function-definition.yml")
+    }
+
+    pub async fn function(&self, name: &str) -> Value {
+        match self.http.get(self.url(&format!("/system/function/{name}"))).send().await {
+            Ok(r) => r.json().await.unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        }
+    }
+
+    pub async fn wait_built(&self, name: &str) {
+        wait_for(&format!("{name} built"), Duration::from_secs(300), || async {
+            let f = self.function(name).await;
+            match f["build"]["state"].as_str() {
+                Some("ready") => Some(()),
+                Some("failed") => panic!("build of {name} failed: {}", f["build"]["error"]),
+                _ => None,
+            }
+        })
+        .await;
+    }
+
+    /// Ids of this stack's function containers (`all`: in any state).
+    pub fn containers(&self, function: &str, all: bool) -> Vec<String> {
+        let f1 = format!("label=sluice.instance={}", self.project);
+        let f2 = format!("label=sluice.function={function}");
+        let mut args = vec!["ps", "-q", "--no-trunc", "--filter", &f1, "--filter", &f2];
+        if all {
+            args.push("-a");
+        }
+        let mut v: Vec<String> = docker(&args).lines().map(str::to_string).filter(|l| !l.is_empty()).collect();
+        v.sort();
+        v
+    }
+
+    pub async fn scale(&self, name: &str, n: u32) -> u16 {
+        self.http
+            .post(self.url(&format!("/system/scale-function/{name}")))
+            .json(&serde_json::json!({ "serviceName": name, "replicas": n }))
+            .send()
+            .await
+            .expect("scale")
+            .status()
+            .as_u16()
+    }
+
+    pub async fn wait_ready(&self, name: &str, n: u64) -> Value {
+        wait_for(&format!("{name}: {n} ready"), Duration::from_secs(120), || async {
+            let f = self.function(name).await;
+            (f["availableReplicas"].as_u64()? == n && f["replicaList"].as_array()?.len() as u64 == n).then_some(f)
+        })
+        .await
+    }
+
+    /// The logs of every service (for failure messages).
+    pub fn logs(&self) -> String {
+        let out = self.compose(&["logs", "--no-color", "--tail=80"]);
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+}
+
+impl Drop for ComposeStack {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- compose logs ({}) ----\n{}", self.project, self.logs());
+        }
+        let _ = self.compose(&["down", "-v", "--remove-orphans", "-t", "5"]);
+        let f = format!("label=sluice.instance={}", self.project);
+        for id in docker(&["ps", "-aq", "--filter", &f]).lines().filter(|l| !l.is_empty()) {
+            docker(&["rm", "-f", id]);
+        }
+        docker(&["network", "rm", &self.network]);
+    }
+}
