@@ -19,7 +19,7 @@ fn registry() -> String {
     [
         entry("hello", "hello", ""),
         entry("tiny", "hello", "  limits:\n    max_body: 1Mi\n"),
-        entry("sleep", "sleep", "  scaling:\n    max_concurrency: 64\n"),
+        entry("sleep", "sleep", ""),
         entry(
             "slow",
             "sleep",
@@ -56,7 +56,10 @@ async fn gateway_router_and_orchestrator_serve_cold_and_warm_calls() {
     let (code, h, body) = get(&s, "/hello").await;
     assert_eq!((code, body.as_str()), (200, "Hello, world"));
     assert_eq!(header(&h, "x-sluice-cold-start"), "true");
-    assert!(!header(&h, "x-sluice-replica").is_empty(), "names the replica");
+    assert!(
+        !header(&h, "x-sluice-replica").is_empty(),
+        "names the replica"
+    );
     assert!(header(&h, "x-duration-seconds").parse::<f64>().is_ok());
     let (code, h, _) = get(&s, "/hello").await;
     assert_eq!(code, 200);
@@ -72,9 +75,18 @@ async fn gateway_router_and_orchestrator_serve_cold_and_warm_calls() {
 
     // 2 MB to a function with a 1 MB limit → 413, and nothing was started for it.
     let big = vec![b'x'; 2 * 1024 * 1024];
-    let r = s.http.post(s.url("/tiny")).body(big).send().await.expect("post");
+    let r = s
+        .http
+        .post(s.url("/tiny"))
+        .body(big)
+        .send()
+        .await
+        .expect("post");
     assert_eq!(r.status(), 413);
-    assert!(s.containers("tiny", true).is_empty(), "a refused body wakes nothing");
+    assert!(
+        s.containers("tiny", true).is_empty(),
+        "a refused body wakes nothing"
+    );
 
     // 50 concurrent calls to a function at zero: all 200, exactly one container launched.
     assert!(s.containers("sleep", true).is_empty());
@@ -89,7 +101,11 @@ async fn gateway_router_and_orchestrator_serve_cold_and_warm_calls() {
         .map(|r| r.expect("task").expect("request"))
         .collect();
     assert!(codes.iter().all(|&c| c == 200), "{codes:?}");
-    assert_eq!(s.containers("sleep", true).len(), 1, "one cold start, one container");
+    assert_eq!(
+        s.containers("sleep", true).len(),
+        1,
+        "one cold start, one container"
+    );
 
     // Balancing and queueing: 2 replicas with max concurrency 1, 4 concurrent 1 s calls →
     // two at a time, all 200, about 2 s.
@@ -101,18 +117,30 @@ async fn gateway_router_and_orchestrator_serve_cold_and_warm_calls() {
         let url = s.url("/slow?ms=1000");
         tokio::spawn(async move {
             let r = http.get(url).send().await.expect("call");
-            let replica = r.headers().get("x-sluice-replica").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+            let replica = r
+                .headers()
+                .get("x-sluice-replica")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
             (r.status().as_u16(), replica)
         })
     });
-    let results: Vec<(u16, String)> = futures::future::join_all(calls).await.into_iter().map(|r| r.expect("task")).collect();
+    let results: Vec<(u16, String)> = futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(|r| r.expect("task"))
+        .collect();
     let took = t.elapsed();
     assert!(results.iter().all(|(c, _)| *c == 200), "{results:?}");
     let mut replicas: Vec<&String> = results.iter().map(|(_, r)| r).collect();
     replicas.sort();
     replicas.dedup();
     assert_eq!(replicas.len(), 2, "both replicas served: {results:?}");
-    assert!(took >= Duration::from_millis(1900) && took < Duration::from_millis(3500), "took {took:?}");
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_millis(3500),
+        "took {took:?}"
+    );
 
     // Queue overflow: 1 replica, cap 1, queue 1 → the third concurrent call gets 429.
     assert_eq!(s.scale("tight", 1).await, 202);
@@ -126,9 +154,17 @@ async fn gateway_router_and_orchestrator_serve_cold_and_warm_calls() {
             (code, r.text().await.unwrap_or_default())
         })
     });
-    let mut results: Vec<(u16, String)> = futures::future::join_all(calls).await.into_iter().map(|r| r.expect("task")).collect();
+    let mut results: Vec<(u16, String)> = futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(|r| r.expect("task"))
+        .collect();
     results.sort();
-    assert_eq!(results.iter().map(|r| r.0).collect::<Vec<_>>(), vec![200, 200, 429], "{results:?}");
+    assert_eq!(
+        results.iter().map(|r| r.0).collect::<Vec<_>>(),
+        vec![200, 200, 429],
+        "{results:?}"
+    );
     let v: Value = serde_json::from_str(&results[2].1).expect("429 is JSON");
     assert_eq!(v["function"], "tight");
 
@@ -147,28 +183,49 @@ async fn gateway_router_and_orchestrator_serve_cold_and_warm_calls() {
         (r.status().as_u16(), r.text().await.unwrap_or_default())
     });
     // Once it is in flight at the gateway, scale the function to zero.
-    wait_for("the 3 s call in flight", Duration::from_secs(10), || async {
-        let h: Value = s.http.get(s.url("/healthz")).send().await.ok()?.json().await.ok()?;
-        (h["in_flight"].as_u64()? >= 1).then_some(())
-    })
+    wait_for(
+        "the 3 s call in flight",
+        Duration::from_secs(10),
+        || async {
+            let h: Value = s
+                .http
+                .get(s.url("/healthz"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (h["in_flight"].as_u64()? >= 1).then_some(())
+        },
+    )
     .await;
     assert_eq!(s.scale("sleep", 0).await, 202);
     let (code, body) = long.await.expect("task");
-    assert_eq!(code, 200, "the in-flight call survived the scale-down: {body}");
+    assert_eq!(
+        code, 200,
+        "the in-flight call survived the scale-down: {body}"
+    );
     assert!(body.contains("3000"), "{body}");
-    wait_for("sleep drained and removed", Duration::from_secs(60), || async {
-        s.containers("sleep", true).is_empty().then_some(())
-    })
+    wait_for(
+        "sleep drained and removed",
+        Duration::from_secs(60),
+        || async { s.containers("sleep", true).is_empty().then_some(()) },
+    )
     .await;
 
     // A function added to the registry while the stack runs is callable, nothing restarted.
     let mut reg = registry();
     reg.push_str(&entry("late", "hello", ""));
     std::fs::write(s.registry_path(), reg).expect("write registry");
-    let body = wait_for("the new function answers", Duration::from_secs(180), || async {
-        let (code, _, body) = get(&s, "/late?name=new").await;
-        (code == 200).then_some(body)
-    })
+    let body = wait_for(
+        "the new function answers",
+        Duration::from_secs(180),
+        || async {
+            let (code, _, body) = get(&s, "/late?name=new").await;
+            (code == 200).then_some(body)
+        },
+    )
     .await;
     assert_eq!(body, "Hello, new");
 }
@@ -181,7 +238,15 @@ async fn router_and_control_plane_restarts_keep_serving() {
     s.wait_ready("hello", 1).await;
     assert_eq!(get(&s, "/hello").await.0, 200);
     let versions = |h: &Value| h["xds"]["versions"].clone();
-    let before: Value = s.http.get(s.url("/healthz")).send().await.expect("healthz").json().await.expect("json");
+    let before: Value = s
+        .http
+        .get(s.url("/healthz"))
+        .send()
+        .await
+        .expect("healthz")
+        .json()
+        .await
+        .expect("json");
 
     // Router restart: resynced and serving again within 2 s of coming back.
     let router = s.service("router");
@@ -200,14 +265,30 @@ async fn router_and_control_plane_restarts_keep_serving() {
     let xds = s.service("xds-connector");
     docker(&["stop", "-t", "5", &xds]);
     for _ in 0..20 {
-        assert_eq!(get(&s, "/hello").await.0, 200, "served while the xds-connector is down");
+        assert_eq!(
+            get(&s, "/hello").await.0,
+            200,
+            "served while the xds-connector is down"
+        );
     }
     // It comes back with the same config (from Redis); the gateway resyncs to the same versions.
     docker(&["start", &xds]);
-    wait_for("gateway resynced to the same versions", Duration::from_secs(30), || async {
-        let h: Value = s.http.get(s.url("/healthz")).send().await.ok()?.json().await.ok()?;
-        (h["xds"]["connected"] == true && versions(&h) == versions(&before)).then_some(())
-    })
+    wait_for(
+        "gateway resynced to the same versions",
+        Duration::from_secs(30),
+        || async {
+            let h: Value = s
+                .http
+                .get(s.url("/healthz"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (h["xds"]["connected"] == true && versions(&h) == versions(&before)).then_some(())
+        },
+    )
     .await;
     assert_eq!(get(&s, "/hello").await.0, 200);
 }

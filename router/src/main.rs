@@ -6,7 +6,11 @@ use clap::Parser;
 fn main() {
     // `router healthcheck [URL]`: the container healthcheck (no curl in the image).
     if let Some(code) = sluice_common::healthcheck::from_args("http://127.0.0.1:10001/healthz") {
-        std::process::exit(if code == std::process::ExitCode::SUCCESS { 0 } else { 1 });
+        std::process::exit(if code == std::process::ExitCode::SUCCESS {
+            0
+        } else {
+            1
+        });
     }
     sluice_common::config::load_or_exit();
     let args = sluice_router::server::Args::parse();

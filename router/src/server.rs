@@ -52,6 +52,13 @@ pub struct Args {
     /// Worker threads [default: number of CPUs].
     #[arg(long, env = "SLUICE_THREADS")]
     pub threads: Option<usize>,
+    /// statsD listener (`host:port`, e.g. `stats-listener:8125`) the router reports load to;
+    /// empty: no statsD export.
+    #[arg(long, env = "SLUICE_STATSD", default_value = "")]
+    pub statsd: String,
+    /// How often gauges and counters are sent to statsD (latency samples go with them).
+    #[arg(long, env = "SLUICE_STATSD_FLUSH_MS", default_value_t = 250)]
+    pub statsd_flush_ms: u64,
     /// Longest wait for requests in progress after SIGTERM before exiting anyway.
     #[arg(long, env = "SLUICE_SHUTDOWN_GRACE_SECONDS", default_value_t = 60)]
     pub shutdown_grace_seconds: u64,
@@ -156,7 +163,18 @@ async fn serve(args: Args) -> Result<(), RouterError> {
         threads: args.threads(),
         ..ServerConf::default()
     });
-    let proxy = RouterProxy::new(registry.clone(), lifecycle.clone());
+    let mut proxy = RouterProxy::new(registry.clone(), lifecycle.clone());
+    if !args.statsd.is_empty() {
+        let statsd = crate::telemetry::statsd::Statsd::new(&node_id);
+        proxy = proxy.with_statsd(statsd.clone());
+        tokio::spawn(crate::telemetry::statsd::run(
+            statsd,
+            registry.clone(),
+            args.statsd.clone(),
+            Duration::from_millis(args.statsd_flush_ms.max(10)),
+            stop.clone(),
+        ));
+    }
     let mut service = pingora::proxy::http_proxy_service_with_name(&conf, proxy, "sluice-router");
     service.add_tcp(&args.listen.to_string());
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);

@@ -47,8 +47,6 @@ pub struct State {
     panic_until_ms: Option<u64>,
     /// The policy's previous answer (for edge-triggered application).
     pub last_target: Option<u32>,
-    /// When observations started (to not scale down on an empty history).
-    first_ms: Option<u64>,
 }
 
 /// Inputs besides the samples.
@@ -73,7 +71,6 @@ pub struct Decision {
 impl State {
     /// Records a window or a signal. Older samples than the stable window are dropped.
     pub fn observe(&mut self, s: Sample, stable_window: Duration) {
-        self.first_ms.get_or_insert(s.unix_ms);
         self.samples.push_back(s);
         let keep_from = s.unix_ms.saturating_sub(stable_window.as_millis() as u64);
         while self.samples.front().is_some_and(|f| f.unix_ms < keep_from) {
@@ -154,18 +151,6 @@ impl State {
                 target: now.desired.clamp(p.min_replicas, 1.max(p.min_replicas)),
                 panicking: false,
                 reason: "recently active: keep one replica until idle",
-            };
-        }
-        // A history shorter than the stable window may not justify scaling down yet.
-        let history_ms = self
-            .first_ms
-            .map(|f| now.unix_ms.saturating_sub(f))
-            .unwrap_or(0);
-        if want < now.desired && history_ms < p.stable_window.as_millis() as u64 {
-            return Decision {
-                target: now.desired,
-                panicking: false,
-                reason: "stable window not yet observed",
             };
         }
         Decision {

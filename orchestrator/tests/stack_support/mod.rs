@@ -34,7 +34,10 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 pub fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().expect("docker CLI");
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker CLI");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -73,9 +76,13 @@ impl ComposeStack {
         let dir = tempfile::tempdir().expect("tempdir");
         let fns = dir.path().join("faas-runtime/functions");
         for f in ["hello", "sleep", "deps", "echo"] {
-            copy_dir(&repo_root().join("faas-runtime/functions").join(f), &fns.join(f));
+            copy_dir(
+                &repo_root().join("faas-runtime/functions").join(f),
+                &fns.join(f),
+            );
         }
-        std::fs::write(dir.path().join("global-function-definition.yml"), registry).expect("registry");
+        std::fs::write(dir.path().join("global-function-definition.yml"), registry)
+            .expect("registry");
         let suffix: u32 = rand::random();
         let project = format!("sluicet{tag}{:06x}", suffix & 0xffffff);
         let s = ComposeStack {
@@ -89,9 +96,19 @@ impl ComposeStack {
                 .build()
                 .expect("client"),
         };
-        docker(&["network", "create", "--label", "sluice.managed=true", &s.network]);
+        docker(&[
+            "network",
+            "create",
+            "--label",
+            "sluice.managed=true",
+            &s.network,
+        ]);
         let out = s.compose(&["up", "-d"]);
-        assert!(out.status.success(), "compose up failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "compose up failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         // Healthy when the gateway answers and the orchestrator (through it) lists functions.
         let url = s.url("/system/functions");
         let http = s.http.clone();
@@ -139,21 +156,30 @@ impl ComposeStack {
     }
 
     pub async fn function(&self, name: &str) -> Value {
-        match self.http.get(self.url(&format!("/system/function/{name}"))).send().await {
+        match self
+            .http
+            .get(self.url(&format!("/system/function/{name}")))
+            .send()
+            .await
+        {
             Ok(r) => r.json().await.unwrap_or(Value::Null),
             Err(_) => Value::Null,
         }
     }
 
     pub async fn wait_built(&self, name: &str) {
-        wait_for(&format!("{name} built"), Duration::from_secs(300), || async {
-            let f = self.function(name).await;
-            match f["build"]["state"].as_str() {
-                Some("ready") => Some(()),
-                Some("failed") => panic!("build of {name} failed: {}", f["build"]["error"]),
-                _ => None,
-            }
-        })
+        wait_for(
+            &format!("{name} built"),
+            Duration::from_secs(300),
+            || async {
+                let f = self.function(name).await;
+                match f["build"]["state"].as_str() {
+                    Some("ready") => Some(()),
+                    Some("failed") => panic!("build of {name} failed: {}", f["build"]["error"]),
+                    _ => None,
+                }
+            },
+        )
         .await;
     }
 
@@ -165,7 +191,11 @@ impl ComposeStack {
         if all {
             args.push("-a");
         }
-        let mut v: Vec<String> = docker(&args).lines().map(str::to_string).filter(|l| !l.is_empty()).collect();
+        let mut v: Vec<String> = docker(&args)
+            .lines()
+            .map(str::to_string)
+            .filter(|l| !l.is_empty())
+            .collect();
         v.sort();
         v
     }
@@ -182,10 +212,16 @@ impl ComposeStack {
     }
 
     pub async fn wait_ready(&self, name: &str, n: u64) -> Value {
-        wait_for(&format!("{name}: {n} ready"), Duration::from_secs(120), || async {
-            let f = self.function(name).await;
-            (f["availableReplicas"].as_u64()? == n && f["replicaList"].as_array()?.len() as u64 == n).then_some(f)
-        })
+        wait_for(
+            &format!("{name}: {n} ready"),
+            Duration::from_secs(120),
+            || async {
+                let f = self.function(name).await;
+                (f["availableReplicas"].as_u64()? == n
+                    && f["replicaList"].as_array()?.len() as u64 == n)
+                    .then_some(f)
+            },
+        )
         .await
     }
 
@@ -203,7 +239,10 @@ impl Drop for ComposeStack {
         }
         let _ = self.compose(&["down", "-v", "--remove-orphans", "-t", "5"]);
         let f = format!("label=sluice.instance={}", self.project);
-        for id in docker(&["ps", "-aq", "--filter", &f]).lines().filter(|l| !l.is_empty()) {
+        for id in docker(&["ps", "-aq", "--filter", &f])
+            .lines()
+            .filter(|l| !l.is_empty())
+        {
             docker(&["rm", "-f", id]);
         }
         docker(&["network", "rm", &self.network]);

@@ -46,6 +46,7 @@ pub const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct RouterProxy {
     registry: Arc<Registry>,
     lifecycle: Arc<Lifecycle>,
+    statsd: Option<Arc<crate::telemetry::statsd::Statsd>>,
 }
 
 impl RouterProxy {
@@ -53,7 +54,14 @@ impl RouterProxy {
         RouterProxy {
             registry,
             lifecycle,
+            statsd: None,
         }
+    }
+
+    /// Also sends one latency sample per request to statsD.
+    pub fn with_statsd(mut self, statsd: Arc<crate::telemetry::statsd::Statsd>) -> Self {
+        self.statsd = Some(statsd);
+        self
     }
 }
 
@@ -324,6 +332,9 @@ impl ProxyHttp for RouterProxy {
         let elapsed = ctx.started.elapsed();
         if let Some(cluster) = &ctx.cluster {
             cluster.stats.counters.record(status, elapsed);
+            if let Some(statsd) = &self.statsd {
+                statsd.timing(cluster.name(), elapsed);
+            }
         }
         if let Some(lease) = ctx.lease.take() {
             lease.endpoint().stats.counters.record(status, elapsed);

@@ -1,10 +1,12 @@
 //! Request telemetry kept in atomics, per cluster and per endpoint.
 //!
 //! Everything here is lock-free and cheap to update on the request path. The admin API
-//! serialises [`CountersSnapshot`]s; the statsD exporter (a later issue) reads the same
+//! serialises [`CountersSnapshot`]s; the statsD exporter ([`statsd`]) reads the same
 //! counters. Gauges (`active`, `pending`) live next to the state they describe
 //! ([`crate::cluster::ClusterState`]) and are mirrored into [`ClusterStats`] so an exporter
 //! finds everything in one place.
+
+pub mod statsd;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;

@@ -205,6 +205,17 @@ impl Router {
     }
 
     pub async fn start_on(cp: &ControlPlane, test: &str, port: u16, admin_port: u16) -> Router {
+        Self::start_with(cp, test, port, admin_port, &[]).await
+    }
+
+    /// Like [`Router::start_on`], with extra environment variables.
+    pub async fn start_with(
+        cp: &ControlPlane,
+        test: &str,
+        port: u16,
+        admin_port: u16,
+        env: &[(&str, String)],
+    ) -> Router {
         let node_id = format!("router-{test}-{port}");
         let (stderr, log) = log_file(&format!("{test}-router-{port}-{}.log", free_port()));
         let child = Command::new(env!("CARGO_BIN_EXE_router"))
@@ -217,6 +228,7 @@ impl Router {
                 "SLUICE_LOG",
                 std::env::var("ROUTER_TEST_LOG").unwrap_or_else(|_| "info".to_string()),
             )
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
