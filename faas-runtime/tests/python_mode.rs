@@ -504,3 +504,43 @@ async fn a_killed_worker_is_replaced_but_a_dead_zygote_ends_the_runtime() {
     assert!(!status.success(), "exit status {status:?}");
     assert!(rt.log().contains("zygote exited unexpectedly"));
 }
+
+#[tokio::test]
+async fn the_worker_pool_starts_with_one_and_grows_with_concurrency() {
+    let mut rt = Runtime::start(
+        "python",
+        "sleep",
+        &function("sleep", "handler.py"),
+        &[("SLUICE_MAX_INFLIGHT", "4")],
+    );
+    rt.wait_ready().await;
+    let zygote = eventually("the zygote", || children_of(rt.pid()).first().copied()).await;
+    eventually("one worker", || {
+        (children_of(zygote).len() == 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        children_of(zygote).len(),
+        1,
+        "an idle function keeps one worker"
+    );
+
+    // Four concurrent 600 ms calls run side by side: the pool grows to four workers.
+    let started = std::time::Instant::now();
+    let calls: Vec<_> = (0..4)
+        .map(|_| {
+            let url = rt.url("/?ms=600");
+            tokio::spawn(async move { client().get(url).send().await.map(|r| r.status().as_u16()) })
+        })
+        .collect();
+    for c in calls {
+        assert_eq!(c.await.expect("task").expect("call"), 200);
+    }
+    let took = started.elapsed();
+    assert!(
+        took < std::time::Duration::from_millis(1150),
+        "ran concurrently: {took:?}"
+    );
+    assert_eq!(children_of(zygote).len(), 4, "grew to the cap");
+    assert!(rt.running());
+}

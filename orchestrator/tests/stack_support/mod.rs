@@ -74,17 +74,30 @@ impl ComposeStack {
     /// `autoscale: false` leaves replica counts to the API and wake-ups only.
     pub async fn up_with(tag: &str, registry: &str, autoscale: bool) -> ComposeStack {
         let dir = tempfile::tempdir().expect("tempdir");
+        // Every example function folder of the repo (hello, sleep, deps, echo, fast, ...).
         let fns = dir.path().join("faas-runtime/functions");
-        for f in ["hello", "sleep", "deps", "echo"] {
-            copy_dir(
-                &repo_root().join("faas-runtime/functions").join(f),
-                &fns.join(f),
-            );
+        let src = repo_root().join("faas-runtime/functions");
+        for e in std::fs::read_dir(&src).expect("read faas-runtime/functions") {
+            let e = e.expect("entry");
+            if e.path().is_dir() {
+                copy_dir(&e.path(), &fns.join(e.file_name()));
+            }
         }
         std::fs::write(dir.path().join("global-function-definition.yml"), registry)
             .expect("registry");
         let suffix: u32 = rand::random();
         let project = format!("sluicet{tag}{:06x}", suffix & 0xffffff);
+        // A caller that may be killed (scripts/bench.sh under `timeout`) learns which projects
+        // to clean up: one name per line, written before anything is created.
+        if let Some(path) = std::env::var_os("SLUICE_STACK_PROJECTS_FILE") {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .expect("open SLUICE_STACK_PROJECTS_FILE");
+            writeln!(f, "{project}").expect("write SLUICE_STACK_PROJECTS_FILE");
+        }
         let s = ComposeStack {
             autoscale,
             network: format!("{project}-net"),

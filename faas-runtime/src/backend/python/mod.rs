@@ -4,7 +4,7 @@
 //! root filesystem is read-only; `/tmp` is a tmpfs), then runs `python3 -u -B -c <zygote.py>`.
 //! The zygote connects to `control.sock`, imports the handler file (its folder and
 //! `<folder>/deps` first on `sys.path`), reports `loaded` or `import_error`, and forks
-//! `--max-inflight` workers. Each worker connects to `workers.sock`; the runtime learns its pid
+//! one worker, then one more each time every worker is busy, up to `--max-inflight`. Each worker connects to `workers.sock`; the runtime learns its pid
 //! from `SO_PEERCRED` and puts the connection in the idle pool. The function counts as loaded
 //! once the first worker has connected.
 //!
@@ -157,6 +157,10 @@ struct Pool {
     import_error: OnceLock<String>,
     stopping: Arc<AtomicBool>,
     started: Instant,
+    /// Most workers the pool grows to (the in-flight cap).
+    max_workers: usize,
+    /// Forks requested from the zygote and not yet reported.
+    requested: std::sync::atomic::AtomicUsize,
 }
 
 impl Pool {
@@ -167,12 +171,27 @@ impl Pool {
 
     fn request_replacement(&self) {
         if !self.stopping.load(Ordering::Acquire) {
+            self.requested.fetch_add(1, Ordering::AcqRel);
             let _ = self.control_tx.send(Control::Fork);
         }
     }
 
     fn on_forked(&self, pid: i32) {
+        let _ = self
+            .requested
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
         self.states().entry(pid).or_insert(WorkerState::Forked);
+    }
+
+    /// Grows the pool by one worker when every worker is busy and the cap allows it. The pool
+    /// starts with one worker and grows with the concurrency it meets, so a function with a
+    /// high `max_concurrency` costs only the memory of the workers it really uses.
+    fn grow_if_busy(&self) {
+        let live = self.live_pids().len() + self.requested.load(Ordering::Acquire);
+        if live < self.max_workers {
+            tracing::debug!(function = %self.function, workers = live + 1, "all python workers busy: forking one more");
+            self.request_replacement();
+        }
     }
 
     fn on_connected(&self, pid: i32, stream: UnixStream) {
@@ -239,7 +258,15 @@ impl Pool {
     async fn acquire(self: &Arc<Self>) -> Result<Lease> {
         let mut idle = self.idle_rx.lock().await;
         loop {
-            let Some(worker) = idle.recv().await else {
+            let next = match idle.try_recv() {
+                Ok(w) => Some(w),
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    self.grow_if_busy();
+                    idle.recv().await
+                }
+            };
+            let Some(worker) = next else {
                 return Err(RuntimeError::new(
                     ErrorKind::NotReady,
                     "the python worker pool is closed",
@@ -339,7 +366,8 @@ impl PythonBackend {
             .env("_SLUICE_WORKER_SOCKET", &worker_path)
             .env("_SLUICE_HANDLER", &cfg.handler)
             .env("_SLUICE_FUNCTION", &cfg.function)
-            .env("_SLUICE_WORKERS", cfg.max_inflight.to_string())
+            // One worker to start with; the pool grows on demand up to the in-flight cap.
+            .env("_SLUICE_WORKERS", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::inherit())
             .stderr(Stdio::inherit())
@@ -366,6 +394,8 @@ impl PythonBackend {
             import_error: OnceLock::new(),
             stopping,
             started,
+            max_workers: cfg.max_inflight.max(1) as usize,
+            requested: std::sync::atomic::AtomicUsize::new(0),
         });
 
         tokio::spawn(accept_workers(worker_listener, pool.clone()));
