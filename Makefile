@@ -13,6 +13,7 @@ help:
 	@echo "make images    build every image locally (no registry, no pull)"
 	@echo "make test      install missing tools, build images, run every test"
 	@echo "make validate  check global-function-definition.yml"
+	@echo "make bench     install nginx/haproxy/wrk if missing, build images, benchmark; writes BENCHMARKS.md"
 
 deps:
 	@scripts/deps.sh
@@ -32,7 +33,7 @@ validate:
 
 test: images
 	$(MAKE) lint
-	cargo test --release --locked --workspace
+	cargo test --release --locked --workspace --no-fail-fast
 
 # `make up`: build what is missing, start the stack, wait until every service is healthy.
 up: deps
@@ -52,3 +53,10 @@ logs:
 LOAD_ARGS ?= --url 'http://localhost:8080/sleep?ms=200' --profile steps:10,30,50,20@5s
 load-test:
 	cargo run --release --locked -q -p gateway --bin sluice-load -- $(LOAD_ARGS)
+
+# The platform benchmark (warm path against nginx/HAProxy, cold starts, scale reaction, resource
+# cost) in one run: installs nginx, haproxy and wrk if missing (no system service is started),
+# builds the images, then `cargo bench -p orchestrator --bench platform`. Writes BENCHMARKS.md
+# and bench-results/ (CSV per section, PNG charts). Settings: SLUICE_BENCH_* (see the bench).
+bench:
+	@scripts/bench.sh

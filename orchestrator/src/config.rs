@@ -51,11 +51,11 @@ pub struct Config {
     pub image_tag: String,
 
     /// Interval of the safety-net reconciliation with what Docker really runs.
-    #[arg(long, env = "SLUICE_RESYNC_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "SLUICE_RESYNC_INTERVAL", default_value = "10s", value_parser = sluice_common::registry::parse_duration)]
     pub resync_interval: Duration,
 
     /// Interval between readiness probes of a starting replica.
-    #[arg(long, env = "SLUICE_READY_POLL", default_value = "5ms", value_parser = parse_duration)]
+    #[arg(long, env = "SLUICE_READY_POLL", default_value = "5ms", value_parser = sluice_common::registry::parse_duration)]
     pub ready_poll: Duration,
 
     /// REST address of the xds-connector (e.g. `http://xds-connector:8081`); empty: no data
@@ -70,7 +70,7 @@ pub struct Config {
 
     /// How long, beyond the function's call timeout, a replica being removed may take to
     /// finish its in-flight requests before it is stopped anyway.
-    #[arg(long, env = "SLUICE_DRAIN_SLACK", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, env = "SLUICE_DRAIN_SLACK", default_value = "5s", value_parser = sluice_common::registry::parse_duration)]
     pub drain_slack: Duration,
 
     /// Scale functions from the load the routers report (through the stats-listener and
@@ -79,7 +79,7 @@ pub struct Config {
     pub autoscale: bool,
 
     /// Longest wait between restarts of a crash-looping function.
-    #[arg(long, env = "SLUICE_MAX_BACKOFF", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, env = "SLUICE_MAX_BACKOFF", default_value = "60s", value_parser = sluice_common::registry::parse_duration)]
     pub max_backoff: Duration,
 }
 
@@ -96,28 +96,4 @@ impl Config {
                 .join("functions"),
         }
     }
-}
-
-/// Parses `250ms`, `10s`, `2m`, `1h` or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration (e.g. 250ms, 10s, 2m)"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("`{s}`: unknown unit `{unit}` (ms, s, m, h)")),
-    };
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("`{s}` must be a non-negative duration"));
-    }
-    Ok(Duration::from_secs_f64(secs))
 }

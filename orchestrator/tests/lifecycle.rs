@@ -108,12 +108,15 @@ async fn hello_lifecycle_scale_kill_adopt_and_scale_to_zero() {
     .await;
     assert!(s.stop_orchestrator());
     s.start_orchestrator().await;
-    let f = s.wait_ready("hello", 5, Duration::from_secs(60)).await;
-    assert_eq!(
-        s.containers("hello", true),
-        replica_ids(&f),
-        "exactly the 5 replicas exist"
-    );
+    // A create the old process had in flight at its exit can land after the new one looked:
+    // the periodic resync (2 s here) finds and removes it.
+    s.wait_ready("hello", 5, Duration::from_secs(60)).await;
+    sluice_common::testing::wait_for("exactly the 5 replicas exist", Duration::from_secs(30), || async {
+        let f = s.function("hello").await;
+        let ids = replica_ids(&f);
+        (f["availableReplicas"] == 5 && ids.len() == 5 && s.containers("hello", true) == ids).then_some(())
+    })
+    .await;
 
     // Scale to zero: no labelled container left.
     assert_eq!(s.scale("hello", 0).await, 202);

@@ -100,29 +100,8 @@ impl Config {
     }
 }
 
-/// Parses `250ms`, `10s`, `2m`, `1h` or a bare number of seconds.
-pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration (e.g. 250ms, 1s, 2m)"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("`{s}`: unknown unit `{unit}` (ms, s, m, h)")),
-    };
-    if !secs.is_finite() || !(0.0..=1.0e9).contains(&secs) {
-        return Err(format!("`{s}` must be a non-negative duration"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
+/// Durations as everywhere in Sluice: `250ms`, `10s`, `2m`, `1h`, `1m30s` or seconds.
+pub use sluice_common::registry::parse_duration;
 
 #[cfg(test)]
 mod tests {

@@ -11,16 +11,8 @@
 //! Parsing is pure and allocation-light; it never looks at the configuration (whether a
 //! function exists is the catalog's business).
 
-/// First path segments that can never name a function.
-pub const RESERVED: [&str; 7] = [
-    "function",
-    "async-function",
-    "system",
-    "healthz",
-    "metrics",
-    "ui",
-    "activations",
-];
+/// First path segments that can never name a function (the registry refuses them too).
+pub const RESERVED: &[&str] = sluice_common::registry::RESERVED_NAMES;
 
 /// Where a request goes.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -165,20 +165,10 @@ impl State {
 mod tests {
     use super::*;
 
+    /// The documented defaults: target 4 × utilization 0.7 = 2.8 per replica, max 10,
+    /// idle 10 s, stable window 30 s.
     fn scaling() -> Scaling {
-        Scaling {
-            min_replicas: 0,
-            max_replicas: 10,
-            max_concurrency: 4,
-            target_concurrency: 4.0,
-            target_utilization: 0.7,
-            idle_timeout: Duration::from_secs(10),
-            stable_window: Duration::from_secs(30),
-            cold_start_timeout: Duration::from_secs(30),
-            queue_size: 100,
-            queue_timeout: Duration::from_secs(30),
-            warm_pool: 0,
-        }
+        Scaling::default()
     }
 
     fn feed(st: &mut State, p: &Scaling, from_s: u64, to_s: u64, active: f64, pending: f64) {
