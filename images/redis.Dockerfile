@@ -3,7 +3,7 @@ ARG SLUICE_VERSION
 FROM sluice/base:${SLUICE_VERSION}
 RUN apt-get update \
  && apt-get install -y --no-install-recommends redis-server redis-tools \
- && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb /usr/share/doc/* /usr/share/man/* \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log /usr/share/doc/* /usr/share/man/* \
  && mkdir -p /data && chown redis:redis /data
 USER redis
 WORKDIR /data

@@ -111,11 +111,16 @@ async fn hello_lifecycle_scale_kill_adopt_and_scale_to_zero() {
     // A create the old process had in flight at its exit can land after the new one looked:
     // the periodic resync (2 s here) finds and removes it.
     s.wait_ready("hello", 5, Duration::from_secs(60)).await;
-    sluice_common::testing::wait_for("exactly the 5 replicas exist", Duration::from_secs(30), || async {
-        let f = s.function("hello").await;
-        let ids = replica_ids(&f);
-        (f["availableReplicas"] == 5 && ids.len() == 5 && s.containers("hello", true) == ids).then_some(())
-    })
+    sluice_common::testing::wait_for(
+        "exactly the 5 replicas exist",
+        Duration::from_secs(30),
+        || async {
+            let f = s.function("hello").await;
+            let ids = replica_ids(&f);
+            (f["availableReplicas"] == 5 && ids.len() == 5 && s.containers("hello", true) == ids)
+                .then_some(())
+        },
+    )
     .await;
 
     // Scale to zero: no labelled container left.

@@ -139,6 +139,39 @@ async fn replicas_follow_the_load_up_and_back_to_zero_without_errors() {
         "replicas rose to ≥ 3 within 5 s: {first3:?}"
     );
 
+    // Scale-up reaction, from the orchestrator's log: queueing first signalled → the second
+    // replica ready.
+    let logs = String::from_utf8_lossy(&s.compose(&["logs", "--no-color", "orchestrator"]).stdout)
+        .to_string();
+    let events: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|l| l.find('{').and_then(|i| serde_json::from_str(&l[i..]).ok()))
+        .filter(|v: &serde_json::Value| v["function"] == "sleep")
+        .collect();
+    let at = |v: &serde_json::Value| {
+        v["timestamp"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+    };
+    let first_signal = events
+        .iter()
+        .find(|v| v["message"] == "autoscale: queueing signal")
+        .and_then(at);
+    let second_ready = events
+        .iter()
+        .filter(|v| v["message"] == "replica ready")
+        .nth(1)
+        .and_then(at);
+    if let (Some(a), Some(b)) = (first_signal, second_ready) {
+        println!(
+            "scale-up reaction: queueing first signalled → second replica ready: {} ms",
+            (b - a).num_milliseconds()
+        );
+    } else {
+        println!("scale-up reaction: not found in the log (signal {first_signal:?}, ready {second_ready:?})");
+    }
+    assert!(first_signal.is_some(), "queueing was signalled");
+
     // After the load: back to zero within idle_timeout + stable window + 5 s = 45 s.
     wait_for("scaled back to zero", Duration::from_secs(45), || async {
         let f = s.function("sleep").await;

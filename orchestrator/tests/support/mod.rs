@@ -2,46 +2,15 @@
 //! own instance (labels, container names, Redis keys) and network, cleaned up on drop.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
+pub use sluice_common::testing::{copy_dir, docker, workspace_root as repo_root};
 use sluice_common::testing::{free_port, wait_for, ChildGuard, RedisServer};
 
 pub const LONG: Duration = Duration::from_secs(180);
-
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
-
-/// Copies a folder recursively (test fixtures into a temp functions dir).
-pub fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read_dir") {
-        let e = e.expect("entry");
-        let p = e.path();
-        if p.file_name().is_some_and(|n| n == "target") {
-            continue;
-        }
-        if p.is_dir() {
-            copy_dir(&p, &to.join(e.file_name()));
-        } else {
-            std::fs::copy(&p, to.join(e.file_name())).expect("copy");
-        }
-    }
-}
-
-pub fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .expect("docker CLI");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 pub struct Stack {
     pub redis: RedisServer,
