@@ -35,9 +35,15 @@ async fn a_restarted_connector_serves_the_same_snapshot_and_clients_resync() {
         stop.clone(),
     );
     let mut rx = sub.snapshot.clone();
+    // Synced = every type received (they arrive one response at a time, clusters first).
     let synced: Arc<Snapshot> = tokio::time::timeout(
         DEADLINE,
-        rx.wait_for(|s| s.versions.get(ENDPOINTS_TYPE).map(String::as_str) == Some("3")),
+        rx.wait_for(|s| {
+            s.versions.get(ENDPOINTS_TYPE).map(String::as_str) == Some("3")
+                && sluice_common::xds::TYPES
+                    .iter()
+                    .all(|t| s.versions.contains_key(*t))
+        }),
     )
     .await
     .expect("client synced")
