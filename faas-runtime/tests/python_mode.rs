@@ -536,10 +536,11 @@ async fn the_worker_pool_starts_with_one_and_grows_with_concurrency() {
     for c in calls {
         assert_eq!(c.await.expect("task").expect("call"), 200);
     }
+    // One at a time they would take at least 4 × 600 ms.
     let took = started.elapsed();
     assert!(
-        took < std::time::Duration::from_millis(1150),
-        "ran concurrently: {took:?}"
+        took < std::time::Duration::from_millis(2400),
+        "ran side by side: {took:?}"
     );
     assert_eq!(children_of(zygote).len(), 4, "grew to the cap");
     assert!(rt.running());
