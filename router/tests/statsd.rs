@@ -88,11 +88,7 @@ async fn statsd_reports_active_pending_totals_and_latency_per_function() {
             .filter_map(|x| x.strip_prefix("cluster.fn1.upstream_rq_total:"))
             .filter_map(|x| x.split('|').next()?.parse::<u64>().ok())
             .sum();
-        let timers = l
-            .iter()
-            .filter(|x| x.starts_with("cluster.fn1.upstream_rq_time:"))
-            .count();
-        total >= 2 && timers >= 2
+        total >= 2 && timer_values(l).len() >= 2
     })
     .await;
     let two_xx: u64 = lines
@@ -101,17 +97,28 @@ async fn statsd_reports_active_pending_totals_and_latency_per_function() {
         .filter_map(|x| x.split('|').next()?.parse::<u64>().ok())
         .sum();
     assert_eq!(two_xx, 2);
+    // Latency samples travel as multi-value timer lines, one sample per request.
+    let values = timer_values(&lines);
+    assert_eq!(values.len(), 2, "{lines:#?}");
+    assert!(values.iter().all(|&ms| ms >= 790), "{values:?}");
     for t in lines
         .iter()
         .filter(|x| x.starts_with("cluster.fn1.upstream_rq_time:"))
     {
-        let ms: u64 = t
-            .trim_start_matches("cluster.fn1.upstream_rq_time:")
-            .split('|')
-            .next()
-            .and_then(|v| v.parse().ok())
-            .expect("timer value");
-        assert!(ms >= 790, "{t}");
-        assert!(t.contains("|ms") && t.ends_with(&tag), "{t}");
+        assert!(t.contains("|ms|") && t.ends_with(&tag), "{t}");
     }
+}
+
+/// Every value of every `cluster.fn1.upstream_rq_time` line (`name:v1:v2|ms|#tags`).
+fn timer_values(lines: &[String]) -> Vec<u64> {
+    lines
+        .iter()
+        .filter_map(|x| x.strip_prefix("cluster.fn1.upstream_rq_time:"))
+        .filter_map(|x| x.split('|').next())
+        .flat_map(|vals| {
+            vals.split(':')
+                .filter_map(|v| v.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }

@@ -332,8 +332,8 @@ impl ProxyHttp for RouterProxy {
         let elapsed = ctx.started.elapsed();
         if let Some(cluster) = &ctx.cluster {
             cluster.stats.counters.record(status, elapsed);
-            if let Some(statsd) = &self.statsd {
-                statsd.timing(cluster.name(), elapsed);
+            if self.statsd.is_some() {
+                cluster.stats.samples.record(elapsed);
             }
         }
         if let Some(lease) = ctx.lease.take() {

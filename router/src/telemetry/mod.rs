@@ -106,6 +106,48 @@ pub struct ClusterStats {
     pub expired_queue_wait: AtomicU64,
     /// Connect failures that were retried on another endpoint.
     pub retries: AtomicU64,
+    /// Latency samples since the last statsD flush (bounded: a reservoir).
+    pub samples: LatencySamples,
+}
+
+/// Most latency samples kept per cluster between two statsD flushes; beyond it a uniform
+/// reservoir keeps the percentiles honest at any request rate.
+pub const MAX_SAMPLES_PER_FLUSH: usize = 2048;
+
+/// A bounded, uniformly sampled set of request latencies (ms), filled on the request path
+/// (one uncontended lock, no allocation once warm) and drained by the statsD exporter.
+#[derive(Debug, Default)]
+pub struct LatencySamples {
+    inner: std::sync::Mutex<Reservoir>,
+}
+
+#[derive(Debug, Default)]
+struct Reservoir {
+    seen: u64,
+    values: Vec<u32>,
+}
+
+impl LatencySamples {
+    pub fn record(&self, elapsed: Duration) {
+        let ms = u32::try_from(elapsed.as_millis()).unwrap_or(u32::MAX);
+        let mut r = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        r.seen += 1;
+        if r.values.len() < MAX_SAMPLES_PER_FLUSH {
+            r.values.push(ms);
+        } else {
+            let j = (rand::random::<u64>() % r.seen) as usize;
+            if j < MAX_SAMPLES_PER_FLUSH {
+                r.values[j] = ms;
+            }
+        }
+    }
+
+    /// Takes the samples gathered since the last call.
+    pub fn take(&self) -> Vec<u32> {
+        let mut r = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        r.seen = 0;
+        std::mem::take(&mut r.values)
+    }
 }
 
 /// Serialisable copy of [`ClusterStats`].
@@ -147,6 +189,18 @@ pub struct EndpointStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn latency_samples_stay_bounded_and_are_taken_once() {
+        let s = LatencySamples::default();
+        for i in 0..(MAX_SAMPLES_PER_FLUSH as u64 * 5) {
+            s.record(Duration::from_millis(i % 100));
+        }
+        let taken = s.take();
+        assert_eq!(taken.len(), MAX_SAMPLES_PER_FLUSH);
+        assert!(taken.iter().all(|&v| v < 100));
+        assert!(s.take().is_empty(), "drained");
+    }
 
     #[test]
     fn records_classes_and_buckets() {

@@ -10,10 +10,14 @@
 //! | `cluster.<fn>.upstream_rq_time` | timer (ms) | one sample per request |
 //! | `cluster.<fn>.endpoint.<id>.upstream_rq_active` | gauge | in flight per replica |
 //!
-//! The request path only formats one timer line and hands it to a bounded queue (cadence's
-//! `QueuingMetricSink`: a full queue drops the sample, never blocks); a background thread
-//! batches lines into UDP packets. Gauges and counter deltas are sent by [`run`] every flush
-//! interval (default 250 ms), which also flushes the batch, so nothing waits longer.
+//! The request path touches no socket and no queue: it only adds its latency to the cluster's
+//! bounded sample reservoir ([`super::LatencySamples`], one uncontended lock). Every flush
+//! interval (default 250 ms) [`run`] sends the gauges, the counter deltas and the period's
+//! latency samples as multi-value timer lines (`name:12:3:40|ms|#router:r1`, at most
+//! [`TIMER_VALUES_PER_LINE`] values a line) through cadence's `QueuingMetricSink` (a full queue
+//! drops, never blocks) over a `BufferedUdpMetricSink` (lines packed into datagrams), then
+//! flushes, so nothing waits longer than one interval. Sending one line per request instead
+//! cost a cross-thread wake-up per request (measured: ~17 µs of CPU each).
 
 use std::collections::HashMap;
 use std::net::{ToSocketAddrs, UdpSocket};
@@ -22,17 +26,43 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use cadence::prelude::*;
-use cadence::{BufferedUdpMetricSink, QueuingMetricSink, StatsdClient};
+use cadence::{BufferedUdpMetricSink, MetricSink, QueuingMetricSink, SinkStats, StatsdClient};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Registry;
 
-/// Lines waiting for the sender thread; beyond this, samples are dropped.
-const QUEUE_CAPACITY: usize = 64 * 1024;
+/// Lines waiting for the sender thread; beyond this, lines are dropped.
+const QUEUE_CAPACITY: usize = 4 * 1024;
+/// Values per multi-value timer line (keeps lines well under the listener's 1 KiB limit).
+pub const TIMER_VALUES_PER_LINE: usize = 100;
+/// Datagram size the buffered sink packs lines into (below the bridge MTU).
+const DATAGRAM_BYTES: usize = 1400;
+
+/// The queuing sink, shared by the cadence client (gauges, counters) and the raw
+/// multi-value timer lines.
+#[derive(Clone)]
+struct SharedSink(Arc<QueuingMetricSink>);
+
+impl MetricSink for SharedSink {
+    fn emit(&self, metric: &str) -> std::io::Result<usize> {
+        self.0.emit(metric)
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+    fn stats(&self) -> SinkStats {
+        self.0.stats()
+    }
+}
+
+struct Exporter {
+    client: StatsdClient,
+    sink: SharedSink,
+}
 
 /// The exporter's client, swapped when the listener's address changes.
 pub struct Statsd {
-    client: ArcSwapOption<StatsdClient>,
+    client: ArcSwapOption<Exporter>,
     node_id: String,
 }
 
@@ -53,17 +83,6 @@ impl Statsd {
         })
     }
 
-    /// Records one request's latency (request path: never blocks).
-    pub fn timing(&self, function: &str, elapsed: Duration) {
-        if let Some(c) = self.client.load().as_ref() {
-            let ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
-            let _ = c
-                .time_with_tags(&format!("cluster.{function}.upstream_rq_time"), ms)
-                .with_tag("router", &self.node_id)
-                .try_send();
-        }
-    }
-
     fn connect(&self, addr: std::net::SocketAddr) -> std::io::Result<()> {
         let socket = UdpSocket::bind(if addr.is_ipv4() {
             "0.0.0.0:0"
@@ -71,12 +90,16 @@ impl Statsd {
             "[::]:0"
         })?;
         socket.set_nonblocking(true)?;
-        let udp = BufferedUdpMetricSink::from(addr, socket).map_err(std::io::Error::other)?;
-        let sink = QueuingMetricSink::with_capacity(udp, QUEUE_CAPACITY);
-        let client = StatsdClient::builder("", sink)
+        let udp = BufferedUdpMetricSink::with_capacity(addr, socket, DATAGRAM_BYTES)
+            .map_err(std::io::Error::other)?;
+        let sink = SharedSink(Arc::new(QueuingMetricSink::with_capacity(
+            udp,
+            QUEUE_CAPACITY,
+        )));
+        let client = StatsdClient::builder("", sink.clone())
             .with_error_handler(|e| tracing::trace!(error = %e, "statsd send failed"))
             .build();
-        self.client.store(Some(Arc::new(client)));
+        self.client.store(Some(Arc::new(Exporter { client, sink })));
         Ok(())
     }
 }
@@ -127,9 +150,14 @@ pub async fn run(
                 None => tracing::debug!(statsd = %target, "statsd target does not resolve yet"),
             }
         }
-        let Some(client) = statsd.client.load_full() else {
+        let Some(exporter) = statsd.client.load_full() else {
+            // Not connected yet: do not let samples pile up (the reservoir is bounded anyway).
+            for cluster in registry.clusters() {
+                cluster.stats.samples.take();
+            }
             continue;
         };
+        let client = &exporter.client;
         let tag = statsd.node_id.as_str();
         let mut seen = Vec::new();
         for cluster in registry.clusters() {
@@ -166,6 +194,10 @@ pub async fn run(
                 }
             }
             reported.insert(f.clone(), now);
+            let samples = st.samples.take();
+            for chunk in samples.chunks(TIMER_VALUES_PER_LINE) {
+                let _ = exporter.sink.emit(&timer_line(&f, chunk, tag));
+            }
             for ep in cluster.endpoint_views() {
                 let _ = client
                     .gauge_with_tags(
@@ -180,7 +212,30 @@ pub async fn run(
         reported.retain(|f, _| seen.contains(f));
         let _ = client.flush();
     }
-    if let Some(c) = statsd.client.load_full() {
-        let _ = c.flush();
+    if let Some(e) = statsd.client.load_full() {
+        let _ = e.client.flush();
+    }
+}
+
+/// `cluster.<fn>.upstream_rq_time:v1:v2:…|ms|#router:<node>`
+fn timer_line(function: &str, values: &[u32], node: &str) -> String {
+    use std::fmt::Write;
+    let mut line = String::with_capacity(48 + values.len() * 5 + node.len());
+    let _ = write!(line, "cluster.{function}.upstream_rq_time");
+    for v in values {
+        let _ = write!(line, ":{v}");
+    }
+    let _ = write!(line, "|ms|#router:{node}");
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn timer_lines_carry_several_values() {
+        assert_eq!(
+            super::timer_line("hello", &[3, 12, 250], "router-1"),
+            "cluster.hello.upstream_rq_time:3:12:250|ms|#router:router-1"
+        );
     }
 }
