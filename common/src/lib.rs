@@ -24,6 +24,16 @@ pub const LABEL_MANAGED: &str = "sluice.managed";
 /// Label naming the function a container serves.
 pub const LABEL_FUNCTION: &str = "sluice.function";
 
+/// Default worker threads of each proxy (gateway, router): half the CPUs, at least one. The
+/// gateway and the router usually share a machine with each other, the load and the
+/// functions; measured on 2 cores, one event-loop thread each beat two (fewer cross-thread
+/// wake-ups: see BENCHMARKS.md). `SLUICE_THREADS` overrides it.
+pub fn default_proxy_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get() / 2)
+        .max(1)
+}
+
 /// True when `name` is a DNS label: `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63 characters.
 pub fn is_dns_label(name: &str) -> bool {
     let b = name.as_bytes();

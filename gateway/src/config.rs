@@ -45,7 +45,7 @@ pub struct Config {
     #[arg(long, env = "SLUICE_NODE_ID")]
     pub node_id: Option<String>,
 
-    /// Worker threads of the proxy [default: number of CPUs].
+    /// Worker threads of the proxy [default: half the CPUs, at least 1].
     #[arg(long, env = "SLUICE_THREADS")]
     pub threads: Option<usize>,
 
@@ -100,11 +100,12 @@ impl Config {
         })
     }
 
-    /// Worker threads (explicit, else the number of CPUs).
+    /// Worker threads (explicit, else half the CPUs: see
+    /// [`sluice_common::default_proxy_threads`]).
     pub fn threads(&self) -> usize {
         self.threads
             .filter(|&n| n > 0)
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .unwrap_or_else(sluice_common::default_proxy_threads)
     }
 
     /// Per-cluster fallbacks.

@@ -49,7 +49,7 @@ pub struct Args {
     /// Node id shown by the control plane [default: router-<hostname>].
     #[arg(long, env = "SLUICE_NODE_ID")]
     pub node_id: Option<String>,
-    /// Worker threads [default: number of CPUs].
+    /// Worker threads [default: half the CPUs, at least 1].
     #[arg(long, env = "SLUICE_THREADS")]
     pub threads: Option<usize>,
     /// statsD listener (`host:port`, e.g. `stats-listener:8125`) the router reports load to;
@@ -80,7 +80,7 @@ impl Args {
     fn threads(&self) -> usize {
         self.threads
             .filter(|&t| t > 0)
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .unwrap_or_else(sluice_common::default_proxy_threads)
     }
 }
 

@@ -7,8 +7,9 @@
 //!   scales down, so a short lull never removes replicas.
 //! * **Panic mode**: entered when requests queue (`pending > 0`) or when the concurrency
 //!   averaged over the panic window (3 s) reaches twice the capacity of the replicas that are
-//!   ready. While panicking the target follows the panic window at once and never goes down;
-//!   panic ends [`PANIC_HOLD`] after the last panic condition.
+//!   ready. While panicking the target follows the panic window at once, one step at most
+//!   doubling the ready replicas (at least +2), and never goes down; panic ends
+//!   [`PANIC_HOLD`] after the last panic condition.
 //! * **Scale to zero**: only with `min_replicas == 0`, when nothing is in flight or queued and
 //!   the last activity (request, wake-up, manual scale) is older than `idle_timeout`.
 //!
@@ -23,6 +24,8 @@ use sluice_common::registry::Scaling;
 
 /// Window over which panic-mode concurrency is averaged.
 pub const PANIC_WINDOW: Duration = Duration::from_secs(3);
+/// How far back the queue's trend is judged (growing: scale; shrinking: hold).
+pub const QUEUE_TREND: Duration = Duration::from_secs(1);
 /// How long panic mode lasts after its last trigger.
 pub const PANIC_HOLD: Duration = Duration::from_secs(6);
 
@@ -71,8 +74,15 @@ pub struct Decision {
 impl State {
     /// Records a window or a signal. Older samples than the stable window are dropped.
     pub fn observe(&mut self, s: Sample, stable_window: Duration) {
-        self.samples.push_back(s);
-        let keep_from = s.unix_ms.saturating_sub(stable_window.as_millis() as u64);
+        // Windows and signals arrive from two paths: keep the samples in time order.
+        let at = self
+            .samples
+            .iter()
+            .rposition(|x| x.unix_ms <= s.unix_ms)
+            .map_or(0, |i| i + 1);
+        self.samples.insert(at, s);
+        let newest = self.samples.back().map_or(s.unix_ms, |b| b.unix_ms);
+        let keep_from = newest.saturating_sub(stable_window.as_millis() as u64);
         while self.samples.front().is_some_and(|f| f.unix_ms < keep_from) {
             self.samples.pop_front();
         }
@@ -90,6 +100,20 @@ impl State {
         } else {
             in_window.iter().sum::<f64>() / in_window.len() as f64
         }
+    }
+
+    /// True when the latest queue length is shorter than it was about a second before.
+    fn queue_shrinking(&self) -> bool {
+        let Some(latest) = self.latest() else {
+            return false;
+        };
+        let from = latest
+            .unix_ms
+            .saturating_sub(QUEUE_TREND.as_millis() as u64);
+        self.samples
+            .iter()
+            .find(|s| s.unix_ms >= from && s.unix_ms < latest.unix_ms)
+            .is_some_and(|earlier| latest.pending < earlier.pending)
     }
 
     fn latest(&self) -> Option<Sample> {
@@ -130,9 +154,23 @@ impl State {
 
         if panicking {
             // Follow the short window (and what is queued right now) at once; never go down.
+            // The backlog that piled up while replicas were starting inflates that number, so
+            // one step may at most double the replicas that are ready (at least +2), and a
+            // queue that is already shrinking (the ready replicas outpace arrivals) asks for
+            // nothing more: a transient backlog drains without a tenfold overshoot.
+            let max = p.max_replicas.max(p.min_replicas);
+            let floor = now.desired.min(max);
+            if self.queue_shrinking() {
+                return Decision {
+                    target: floor,
+                    panicking: true,
+                    reason: "panic: queue draining, holding",
+                };
+            }
             let want = clamp((c_panic.max(active + pending)) / capacity);
+            let step_cap = (now.ready.saturating_mul(2)).max(now.ready + 2);
             return Decision {
-                target: want.max(now.desired.min(p.max_replicas.max(p.min_replicas))),
+                target: want.min(step_cap).max(floor),
                 panicking: true,
                 reason: "panic: requests queueing or concurrency at twice the capacity",
             };
@@ -211,7 +249,30 @@ mod tests {
         feed(&mut st, &p, 0, 2, 4.0, 6.0);
         let d = st.decide(&p, now(2, 1, 1, 2));
         assert!(d.panicking);
-        assert_eq!(d.target, 4, "ceil(10 / 2.8)");
+        assert_eq!(
+            d.target, 3,
+            "ceil(10 / 2.8) = 4, but one step grows 1 ready replica to 3"
+        );
+        let d = st.decide(&p, now(2, 3, 3, 2));
+        assert_eq!(d.target, 4, "with 3 ready, the whole ceil(10 / 2.8)");
+    }
+
+    #[test]
+    fn a_cold_start_backlog_does_not_overshoot_tenfold() {
+        let p = scaling();
+        let mut st = State::default();
+        // One replica just became ready with 30 calls queued behind it (a burst that arrived
+        // during the cold start): the panic window alone would ask for 13 replicas.
+        feed(&mut st, &p, 0, 1, 4.0, 30.0);
+        assert_eq!(st.decide(&p, now(1, 1, 1, 1)).target, 3);
+        // With 3 ready the queue grows further: the next step may double.
+        feed(&mut st, &p, 1, 2, 12.0, 40.0);
+        assert_eq!(st.decide(&p, now(2, 3, 3, 2)).target, 6);
+        // Then it shrinks (6 ready outpace arrivals): nothing more is asked for.
+        feed(&mut st, &p, 2, 3, 24.0, 20.0);
+        let d = st.decide(&p, now(3, 6, 6, 3));
+        assert!(d.panicking);
+        assert_eq!(d.target, 6);
     }
 
     #[test]
@@ -219,7 +280,7 @@ mod tests {
         let p = scaling();
         let mut st = State::default();
         feed(&mut st, &p, 0, 3, 10.0, 5.0);
-        assert_eq!(st.decide(&p, now(3, 2, 6, 3)).target, 6);
+        assert_eq!(st.decide(&p, now(3, 3, 6, 3)).target, 6);
         // Load vanishes: still in panic for PANIC_HOLD, target stays.
         feed(&mut st, &p, 3, 5, 0.0, 0.0);
         let d = st.decide(&p, now(5, 6, 6, 3));
@@ -235,7 +296,7 @@ mod tests {
         };
         let mut st = State::default();
         feed(&mut st, &p, 0, 2, 50.0, 50.0);
-        assert_eq!(st.decide(&p, now(2, 1, 1, 2)).target, 3);
+        assert_eq!(st.decide(&p, now(2, 2, 2, 2)).target, 3);
     }
 
     #[test]
