@@ -187,8 +187,11 @@ impl Gateway {
             // close the connection after the refusal instead of waiting to drain it.
             session.set_keepalive(None);
         } else {
-            // The body may still be (partly) unread: bound the time spent draining it so the
-            // client reads the refusal (not a reset) and the connection can be reused.
+            // The body may still be (partly) unread. Closing now would reset the connection
+            // under a client still sending it (it sees a broken pipe, not the refusal), so
+            // keep the connection and drain the rest, bounded in time, after the refusal is
+            // written: the client reads the refusal and the connection can be reused.
+            session.set_close_on_response_before_downstream_finish(false);
             session.set_total_drain_timeout(Some(self.settings.drain_timeout));
         }
         if let Err(e) = respond::error(session, &err, ctx.function_headers()).await {
