@@ -4,12 +4,15 @@
 //! * Capacity of one replica = `target_concurrency × target_utilization`.
 //! * `want(c) = ceil(c / capacity)`, clamped to `[min_replicas, max_replicas]`.
 //! * **Stable mode**: `c` averaged over the stable window (default 30 s); the only mode that
-//!   scales down, so a short lull never removes replicas.
+//!   scales down, so a short lull never removes replicas. Its answer never falls below what
+//!   the concurrency of the panic window needs: a load that rose recently (the 30 s average
+//!   still remembers the quiet before it) keeps the replicas it uses.
 //! * **Panic mode**: entered when requests queue (`pending > 0`) or when the concurrency
 //!   averaged over the panic window (3 s) reaches twice the capacity of the replicas that are
 //!   ready. While panicking the target follows the panic window at once, one step at most
-//!   doubling the ready replicas (at least +2), and never goes down; panic ends
-//!   [`PANIC_HOLD`] after the last panic condition.
+//!   doubling the ready replicas (at least +2), and never goes down; as in Knative, panic
+//!   ends a whole stable window after its last trigger, so a burst's replicas are not
+//!   removed seconds after they came up.
 //! * **Scale to zero**: only with `min_replicas == 0`, when nothing is in flight or queued and
 //!   the last activity (request, wake-up, manual scale) is older than `idle_timeout`.
 //!
@@ -26,8 +29,6 @@ use sluice_common::registry::Scaling;
 pub const PANIC_WINDOW: Duration = Duration::from_secs(3);
 /// How far back the queue's trend is judged (growing: scale; shrinking: hold).
 pub const QUEUE_TREND: Duration = Duration::from_secs(1);
-/// How long panic mode lasts after its last trigger.
-pub const PANIC_HOLD: Duration = Duration::from_secs(6);
 
 /// One observation (one statistics window, or a queueing signal).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -145,7 +146,7 @@ impl State {
         let ready_capacity = capacity * f64::from(now.ready.max(1));
         let panic_now = pending > 0.0 || c_panic >= 2.0 * ready_capacity;
         if panic_now {
-            self.panic_until_ms = Some(now.unix_ms + PANIC_HOLD.as_millis() as u64);
+            self.panic_until_ms = Some(now.unix_ms + p.stable_window.as_millis() as u64);
         }
         let panicking = self.panic_until_ms.is_some_and(|t| now.unix_ms < t);
 
@@ -175,7 +176,7 @@ impl State {
                 reason: "panic: requests queueing or concurrency at twice the capacity",
             };
         }
-        let want = clamp(c_stable / capacity);
+        let want = clamp(c_stable.max(c_panic) / capacity);
         if want == 0 {
             // Zero only once idle; until then keep one.
             if idle || p.min_replicas > 0 {
@@ -281,7 +282,7 @@ mod tests {
         let mut st = State::default();
         feed(&mut st, &p, 0, 3, 10.0, 5.0);
         assert_eq!(st.decide(&p, now(3, 3, 6, 3)).target, 6);
-        // Load vanishes: still in panic for PANIC_HOLD, target stays.
+        // Load vanishes: still in panic for the stable window, target stays.
         feed(&mut st, &p, 3, 5, 0.0, 0.0);
         let d = st.decide(&p, now(5, 6, 6, 3));
         assert!(d.panicking);
@@ -343,5 +344,34 @@ mod tests {
         );
         // The last window still had a request in flight: not idle.
         assert_eq!(st.decide(&p, now(40, 1, 1, 0)).target, 1);
+    }
+
+    #[test]
+    fn panic_lasts_a_stable_window_after_its_last_trigger() {
+        let p = scaling();
+        let mut st = State::default();
+        feed(&mut st, &p, 0, 3, 10.0, 5.0);
+        assert_eq!(st.decide(&p, now(3, 3, 6, 3)).target, 6);
+        feed(&mut st, &p, 3, 32, 2.0, 0.0);
+        let d = st.decide(&p, now(32, 6, 6, 32));
+        assert!(d.panicking, "29 s after the last queueing: still panicking");
+        assert_eq!(d.target, 6);
+        feed(&mut st, &p, 32, 34, 2.0, 0.0);
+        let d = st.decide(&p, now(34, 6, 6, 34));
+        assert!(!d.panicking, "31 s after the last queueing: stable again");
+        assert!(d.target < 6, "and free to scale down: {d:?}");
+    }
+
+    #[test]
+    fn a_recent_rise_is_not_scaled_down_by_the_quiet_before_it() {
+        // The load test's shape: 10 s at 2 in flight, then 10 s at 10 in flight. The 30 s
+        // average (about 6) alone would ask for 3 replicas while 10 calls need 4.
+        let p = scaling();
+        let mut st = State::default();
+        feed(&mut st, &p, 0, 10, 2.0, 0.0);
+        feed(&mut st, &p, 10, 20, 10.0, 0.0);
+        let d = st.decide(&p, now(20, 6, 6, 20));
+        assert!(!d.panicking);
+        assert_eq!(d.target, 4, "ceil(10 / 2.8): what the last 3 s need");
     }
 }
