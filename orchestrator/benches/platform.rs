@@ -5,19 +5,21 @@
 //!    (f) HAProxy; one `wrk` setting for every row ([`warm`]).
 //! 2. **Cold start** — Sluice from zero to the first byte, without and with the warm pool,
 //!    against `docker create`+`start`, `docker run --rm` and `docker unpause` of the same
-//!    image ([`cold`]).
+//!    image, for `hello` (Python) and `echo` (Rust, binary mode) ([`cold`]).
 //! 3. **Scale reaction** — a step from zero to a load that needs three replicas ([`scale`]).
 //! 4. **Resource cost** — RSS and CPU of the five services, idle and under row (c)
 //!    ([`resources`]).
 //!
-//! Writes `BENCHMARKS.md` (its `## History` carried over), `bench-results/*.csv` and
+//! Writes `BENCHMARKS.md` (its `## History` carried over, with the optimisations' before →
+//! after tables regenerated from this run and the recorded baseline: [`history`]),
+//! `bench-results/*.csv` and
 //! `bench-results/*.png`. `cargo bench -p orchestrator --bench platform` (needs
 //! `make images`, and nginx, haproxy and wrk: `make bench` installs them and runs this).
 //!
 //! Environment: `SLUICE_BENCH_THREADS` (2), `SLUICE_BENCH_CONNECTIONS` (32),
-//! `SLUICE_BENCH_DURATION` (10 s), `SLUICE_BENCH_WARMUP` (2 s), `SLUICE_BENCH_TRIALS` (20),
+//! `SLUICE_BENCH_DURATION` (10 s), `SLUICE_BENCH_WARMUP` (1 s), `SLUICE_BENCH_TRIALS` (20),
 //! `SLUICE_BENCH_SCALE_RPS` (35), `SLUICE_BENCH_SCALE_DURATION` (20 s), `SLUICE_BENCH_IDLE`
-//! (10 s), `SLUICE_BENCH_SECTIONS` (`warm,cold,scale`), `SLUICE_BENCH_OUT` (the repository
+//! (5 s), `SLUICE_BENCH_SECTIONS` (`warm,cold,scale`), `SLUICE_BENCH_OUT` (the repository
 //! root: where BENCHMARKS.md and bench-results/ go).
 #![forbid(unsafe_code)]
 
@@ -30,6 +32,8 @@ mod charts;
 mod cmd;
 #[path = "platform/cold.rs"]
 mod cold;
+#[path = "platform/history.rs"]
+mod history;
 #[path = "platform/http.rs"]
 mod http;
 #[path = "platform/machine.rs"]
@@ -77,7 +81,9 @@ const SERVICES: [&str; 5] = [
 /// Sections 1, 2 and 4: autoscaling off. `hello` and `fast` take every wrk connection at
 /// once (no 429 from the runtime, no queueing at the router) and may use both cores, like
 /// the proxies; `hello-cold` and `hello-pool` are `hello` with the defaults (the second with
-/// a warm pool of one) for the cold starts.
+/// a warm pool of one) for the cold starts, and `echo-cold` and `echo-pool` the same for the
+/// repository's `echo` (Rust, binary mode: its runtime is ready as soon as it listens, so
+/// its cold start is the platform's and the engine's, without an interpreter's start).
 const REGISTRY_MAIN: &str = r#"hello:
   name: hello
   version: 0.1
@@ -125,7 +131,35 @@ hello-pool:
     extra_dependencies: ""
   scaling:
     warm_pool: 1
+
+echo-cold:
+  name: echo-cold
+  version: 0.1
+  configuration:
+    programming_language: rust
+    base_function_file_name: src/main.rs
+    function_folder: echo
+    extra_dependencies: ""
+
+echo-pool:
+  name: echo-pool
+  version: 0.1
+  configuration:
+    programming_language: rust
+    base_function_file_name: src/main.rs
+    function_folder: echo
+    extra_dependencies: ""
+  scaling:
+    warm_pool: 1
 "#;
+
+/// Section 2's functions: (name in the report, language and mode, entry at zero without a
+/// pool, entry with `warm_pool: 1`). Each pair is measured on its own (interleaved within
+/// the pair), the baselines on its own image.
+const COLD: [(&str, &str, &str, &str); 2] = [
+    ("hello", "Python", "hello-cold", "hello-pool"),
+    ("echo", "Rust, binary mode", "echo-cold", "echo-pool"),
+];
 
 /// Section 3: autoscaling on; `sleep` as in the repository's registry.
 const REGISTRY_SCALE: &str = r#"sleep:
@@ -209,7 +243,7 @@ impl Settings {
                 threads: env_u64("SLUICE_BENCH_THREADS", 2)? as u32,
                 connections: env_u64("SLUICE_BENCH_CONNECTIONS", 32)? as u32,
                 duration: secs("SLUICE_BENCH_DURATION", 10)?,
-                warmup: secs("SLUICE_BENCH_WARMUP", 2)?,
+                warmup: secs("SLUICE_BENCH_WARMUP", 1)?,
             },
             trials: env_u64("SLUICE_BENCH_TRIALS", 20)? as usize,
             scale: scale::Settings {
@@ -217,7 +251,7 @@ impl Settings {
                 sleep_ms: 200,
                 duration: secs("SLUICE_BENCH_SCALE_DURATION", 20)?,
             },
-            idle: secs("SLUICE_BENCH_IDLE", 10)?,
+            idle: secs("SLUICE_BENCH_IDLE", 5)?,
             sections,
             out: std::env::var_os("SLUICE_BENCH_OUT")
                 .map(PathBuf::from)
@@ -372,7 +406,20 @@ async fn replica(
 struct MainResults {
     warm: Result<Vec<warm::Row>, String>,
     idle: Result<resources::Window, String>,
-    cold: Result<Vec<cold::Method>, String>,
+    cold: Vec<cold::Set>,
+}
+
+/// Section 2's sets, each carrying `why` instead of measurements.
+fn cold_not_measured(why: &str) -> Vec<cold::Set> {
+    COLD.iter()
+        .map(|&(function, kind, plain, pooled)| cold::Set {
+            function,
+            kind,
+            plain,
+            pooled,
+            methods: Err(why.to_string()),
+        })
+        .collect()
 }
 
 /// Sections 1, 2 and 4 on one stack with autoscaling off.
@@ -387,11 +434,12 @@ async fn main_stack(
     let mut out = MainResults {
         warm: Err(not_run.clone()),
         idle: Err(not_run.clone()),
-        cold: Err(not_run),
+        cold: cold_not_measured(&not_run),
     };
     p("starting the compose stack (autoscaling off)".into());
     let stack = ComposeStack::up_with("pb", REGISTRY_MAIN, false).await;
-    for f in ["hello", "fast", "hello-cold", "hello-pool"] {
+    let cold_fns = COLD.iter().flat_map(|c| [c.2, c.3]);
+    for f in ["hello", "fast"].into_iter().chain(cold_fns) {
         p(format!("waiting for `{f}` to be built"));
         stack.wait_built(f).await;
     }
@@ -401,7 +449,7 @@ async fn main_stack(
             let e = format!("{e:#}");
             out.warm = Err(e.clone());
             out.idle = Err(e.clone());
-            out.cold = Err(e);
+            out.cold = cold_not_measured(&e);
             return out;
         }
     };
@@ -456,12 +504,12 @@ async fn main_stack(
             trials: s.trials,
             progress: p,
         };
-        out.cold = cold::run(&ctx, "hello-cold", "hello-pool")
-            .await
-            .map_err(|e| {
-                p(format!("cold start FAILED: {e:#}"));
+        for set in &mut out.cold {
+            set.methods = cold::run(&ctx, set.plain, set.pooled).await.map_err(|e| {
+                p(format!("cold start of `{}` FAILED: {e:#}", set.function));
                 format!("{e:#}")
             });
+        }
     }
     p("stopping the stack".into());
     drop(stack);
@@ -530,7 +578,7 @@ async fn run() -> Result<bool> {
         MainResults {
             warm: Err("not run (SLUICE_BENCH_SECTIONS)".into()),
             idle: Err("not run (SLUICE_BENCH_SECTIONS)".into()),
-            cold: Err("not run (SLUICE_BENCH_SECTIONS)".into()),
+            cold: cold_not_measured("not run (SLUICE_BENCH_SECTIONS)"),
         }
     };
     let scale = if s.has("scale") {
@@ -584,8 +632,8 @@ async fn run() -> Result<bool> {
             charts::warm(&results.join("warm_path.png"), rows, &report.warm_functions)?;
             out.push("warm_path.png".to_string());
         }
-        if let Ok(m) = &report.cold {
-            charts::cold(&results.join("cold_start.png"), m)?;
+        if report.cold.iter().any(|c| c.methods.is_ok()) {
+            charts::cold(&results.join("cold_start.png"), &report.cold)?;
             out.push("cold_start.png".to_string());
         }
         if let Ok(o) = &report.scale {
@@ -607,7 +655,7 @@ async fn run() -> Result<bool> {
     let previous = std::fs::read_to_string(&md_path)
         .or_else(|_| std::fs::read_to_string(repo_root().join("BENCHMARKS.md")))
         .unwrap_or_default();
-    let md = report.markdown(&report::history(&previous));
+    let md = report.markdown(&history::section(&report, &previous));
     std::fs::write(&md_path, md).with_context(|| format!("write {}", md_path.display()))?;
 
     p(format!(
@@ -633,7 +681,7 @@ async fn run() -> Result<bool> {
         ));
     }
     let failed = (s.has("warm") && (report.warm.is_err() || report.idle.is_err()))
-        || (s.has("cold") && report.cold.is_err())
+        || (s.has("cold") && report.cold.iter().any(|c| c.methods.is_err()))
         || (s.has("scale") && report.scale.is_err());
     Ok(!failed)
 }

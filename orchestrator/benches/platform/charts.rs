@@ -1,5 +1,6 @@
 //! The PNG charts of `bench-results/` (plotters, bitmap backend): warm-path rps and p99 per
-//! row, cold-start p50/p95 per method, and the scale reaction's replicas over time.
+//! row, cold-start p50/p95 per method (one panel per function), and the scale reaction's
+//! replicas over time.
 
 use std::path::Path;
 
@@ -7,7 +8,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 
-use crate::cold::Method;
+use crate::cold::Set;
 use crate::scale::Outcome;
 use crate::stats::pct;
 use crate::warm::Row;
@@ -186,26 +187,35 @@ fn short(key: &str) -> &str {
     }
 }
 
-/// `cold_start.png`: p50 and p95 per method.
-pub fn cold(path: &Path, methods: &[Method]) -> Result<(), String> {
-    let root = BitMapBackend::new(path, (1100, 520)).into_drawing_area();
+/// `cold_start.png`: p50 and p95 per method, one panel per measured function (stacked).
+pub fn cold(path: &Path, sets: &[Set]) -> Result<(), String> {
+    let measured: Vec<&Set> = sets.iter().filter(|s| s.methods.is_ok()).collect();
+    let rows = measured.len().max(1);
+    let root = BitMapBackend::new(path, (1100, 480 * rows as u32)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
-    let p = |q: f64| -> Vec<f64> {
-        methods
-            .iter()
-            .map(|m| pct(&m.samples_ms, q).unwrap_or(0.0))
-            .collect()
-    };
-    bars(
-        &root,
-        &Bars {
-            title: "Cold start: p50 and p95 per method (ms)".into(),
-            y_desc: "ms",
-            labels: methods.iter().map(|m| short(m.key).to_string()).collect(),
-            series: vec![("p50", BLUE, p(0.5)), ("p95", ORANGE, p(0.95))],
-            decimals: 1,
-        },
-    )?;
+    let panels = root.split_evenly((rows, 1));
+    for (set, area) in measured.iter().zip(panels.iter()) {
+        let methods = set.methods.as_deref().unwrap_or_default();
+        let p = |q: f64| -> Vec<f64> {
+            methods
+                .iter()
+                .map(|m| pct(&m.samples_ms, q).unwrap_or(0.0))
+                .collect()
+        };
+        bars(
+            area,
+            &Bars {
+                title: format!(
+                    "Cold start of `{}` ({}): p50 and p95 per method (ms)",
+                    set.function, set.kind
+                ),
+                y_desc: "ms",
+                labels: methods.iter().map(|m| short(m.key).to_string()).collect(),
+                series: vec![("p50", BLUE, p(0.5)), ("p95", ORANGE, p(0.95))],
+                decimals: 1,
+            },
+        )?;
+    }
     root.present().map_err(err)
 }
 

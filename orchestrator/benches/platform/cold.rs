@@ -40,6 +40,46 @@ pub struct Method {
     pub samples_ms: Vec<f64>,
 }
 
+/// One function's cold starts: a pair of registry entries with the same code (`plain` with
+/// the defaults, `pooled` with `warm_pool: 1`) and the baselines on that image.
+#[derive(Debug, Clone)]
+pub struct Set {
+    /// What the report calls it: the function folder both entries build (`hello`, `echo`).
+    pub function: &'static str,
+    /// Language and runtime mode, for the report.
+    pub kind: &'static str,
+    pub plain: &'static str,
+    pub pooled: &'static str,
+    /// Every method's trials, or why the set was not measured.
+    pub methods: Result<Vec<Method>, String>,
+}
+
+impl Set {
+    pub fn method(&self, key: &str) -> Option<&Method> {
+        self.methods.as_ref().ok()?.iter().find(|m| m.key == key)
+    }
+
+    /// The `p` percentile of method `key`, ms.
+    pub fn pct(&self, key: &str, p: f64) -> Option<f64> {
+        crate::stats::pct(&self.method(key)?.samples_ms, p)
+    }
+
+    /// Per trial, `later` − `earlier` (two readings of the same trial, e.g. `create-start`
+    /// and `create-start-ready`: from `start` returning to `/_/ready`, the start inside the
+    /// container), ms.
+    pub fn within_trial(&self, earlier: &str, later: &str) -> Vec<f64> {
+        match (self.method(earlier), self.method(later)) {
+            (Some(a), Some(b)) => a
+                .samples_ms
+                .iter()
+                .zip(&b.samples_ms)
+                .map(|(a, b)| b - a)
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
 pub struct Ctx<'a> {
     pub stack: &'a ComposeStack,
     pub docker: &'a Docker,

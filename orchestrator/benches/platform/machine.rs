@@ -1,5 +1,5 @@
 //! The machine the numbers come from: cores, CPU model, RAM, kernel, OS, Docker version and
-//! storage driver, and the versions of the tools in the comparison.
+//! storage driver, the versions of the tools in the comparison, and the commit measured.
 
 use std::process::Command;
 use std::time::Duration;
@@ -26,6 +26,8 @@ pub struct Machine {
     pub load_at_start: String,
     /// ... and when it ended (the benchmark itself keeps about 2 busy).
     pub load_at_end: String,
+    /// The repository's `HEAD` (short), `+ uncommitted changes` when the tracked files differ.
+    pub commit: String,
 }
 
 fn first_line(s: &str) -> String {
@@ -60,6 +62,37 @@ async fn version(program: &str, args: &[&str]) -> String {
             first_line(&text)
         }
         Err(e) => format!("unavailable ({e})"),
+    }
+}
+
+/// `HEAD` of the repository, read-only (`--no-optional-locks`: the index is not refreshed).
+async fn commit() -> String {
+    let root = crate::stack_support::repo_root();
+    let git = |args: &[&str]| {
+        let mut c = Command::new("git");
+        c.arg("--no-optional-locks").arg("-C").arg(&root).args(args);
+        c
+    };
+    let head = match cmd::run_ok(
+        git(&["rev-parse", "--short", "HEAD"]),
+        Duration::from_secs(10),
+    )
+    .await
+    {
+        Ok(h) => h.trim().to_string(),
+        Err(e) => return format!("unknown ({e})"),
+    };
+    let dirty = cmd::run_ok(
+        git(&["status", "--porcelain", "--untracked-files=no"]),
+        Duration::from_secs(20),
+    )
+    .await
+    .map(|s| !s.trim().is_empty())
+    .unwrap_or(false);
+    if dirty {
+        format!("{head} + uncommitted changes")
+    } else {
+        head
     }
 }
 
@@ -127,5 +160,6 @@ pub async fn describe(docker: &Docker) -> Machine {
         haproxy: short_version(&version("haproxy", &["-v"]).await),
         load_at_start,
         load_at_end: String::new(),
+        commit: commit().await,
     }
 }

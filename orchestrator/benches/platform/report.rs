@@ -1,13 +1,13 @@
 //! BENCHMARKS.md (ratios first, the machine, the date, the exact commands, every section's
 //! table and whether each target is met) and one CSV per section. The `## History` section
-//! of the previous file is carried over verbatim.
+//! comes from [`crate::history`].
 
 use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::cold::Method;
+use crate::cold::Set;
 use crate::machine::Machine;
 use crate::resources::Window;
 use crate::scale::Outcome;
@@ -24,7 +24,8 @@ pub struct Report {
     /// Functions of the warm path, in table order.
     pub warm_functions: Vec<String>,
     pub warm: Result<Vec<Row>, String>,
-    pub cold: Result<Vec<Method>, String>,
+    /// Section 2, one set per function (each carries its error if it was not measured).
+    pub cold: Vec<Set>,
     pub scale: Result<Outcome, String>,
     pub idle: Result<Window, String>,
     /// Registry the stacks ran with, for the record.
@@ -43,7 +44,7 @@ pub struct Verdict {
     pub numbers: String,
 }
 
-fn ms(v: Option<f64>) -> String {
+pub fn ms(v: Option<f64>) -> String {
     v.map(|v| {
         if v < 10.0 {
             format!("{v:.2} ms")
@@ -54,7 +55,7 @@ fn ms(v: Option<f64>) -> String {
     .unwrap_or_else(|| "—".into())
 }
 
-fn ratio(a: f64, b: f64) -> String {
+pub fn ratio(a: f64, b: f64) -> String {
     if b > 0.0 {
         format!("{:.2}×", a / b)
     } else {
@@ -62,7 +63,7 @@ fn ratio(a: f64, b: f64) -> String {
     }
 }
 
-fn thousands(v: f64) -> String {
+pub fn thousands(v: f64) -> String {
     let n = v.round() as i64;
     let s = n.abs().to_string();
     let mut out = String::new();
@@ -87,8 +88,26 @@ fn met(m: Option<bool>) -> &'static str {
     }
 }
 
+/// Sluice's p50 `s` against a baseline's p50 `b` plus 30 ms.
+fn within_30(target: String, s: Option<f64>, b: Option<f64>) -> Verdict {
+    Verdict {
+        target,
+        met: s.zip(b).map(|(s, b)| s <= b + 30.0),
+        numbers: match s.zip(b) {
+            Some((s, b)) => format!(
+                "{} vs {} + 30 ms = {} (Sluice adds {:+.1} ms)",
+                ms(Some(s)),
+                ms(Some(b)),
+                ms(Some(b + 30.0)),
+                s - b
+            ),
+            None => String::new(),
+        },
+    }
+}
+
 impl Report {
-    fn row(&self, function: &str, key: char) -> Option<&Row> {
+    pub fn row(&self, function: &str, key: char) -> Option<&Row> {
         self.warm
             .as_ref()
             .ok()?
@@ -96,12 +115,9 @@ impl Report {
             .find(|r| r.function == function && r.key == key)
     }
 
-    fn method(&self, key: &str) -> Option<&Method> {
-        self.cold.as_ref().ok()?.iter().find(|m| m.key == key)
-    }
-
-    fn method_pct(&self, key: &str, p: f64) -> Option<f64> {
-        pct(&self.method(key)?.samples_ms, p)
+    /// Section 2's set of `function` (`hello`, `echo`).
+    pub fn cold_set(&self, function: &str) -> Option<&Set> {
+        self.cold.iter().find(|c| c.function == function)
     }
 
     /// The issue's targets, each with its numbers from this run.
@@ -144,48 +160,32 @@ impl Report {
                 },
             });
         }
-        let (s, b) = (
-            self.method_pct("sluice", 0.5),
-            self.method_pct("create-start-ready", 0.5),
-        );
-        out.push(Verdict {
-            target: "cold start without the pool: p50 ≤ create + start (→ ready) p50 + 30 ms"
-                .into(),
-            met: s.zip(b).map(|(s, b)| s <= b + 30.0),
-            numbers: match s.zip(b) {
-                Some((s, b)) => format!(
-                    "{} vs {} + 30 ms = {} (Sluice adds {:+.1} ms)",
-                    ms(Some(s)),
-                    ms(Some(b)),
-                    ms(Some(b + 30.0)),
-                    s - b
+        for c in &self.cold {
+            let f = c.function;
+            let s = c.pct("sluice", 0.5);
+            out.push(within_30(
+                format!(
+                    "`{f}` cold start without the pool: p50 ≤ create + start (→ ready) p50 + 30 ms"
                 ),
-                None => String::new(),
-            },
-        });
-        // The stricter reading: the baseline stops when `start` returns, before the runtime
-        // inside can answer anything.
-        let b = self.method_pct("create-start", 0.5);
-        out.push(Verdict {
-            target: "… stricter: p50 ≤ create + start (until `start` returns) p50 + 30 ms".into(),
-            met: s.zip(b).map(|(s, b)| s <= b + 30.0),
-            numbers: match s.zip(b) {
-                Some((s, b)) => format!(
-                    "{} vs {} + 30 ms = {} (Sluice adds {:+.1} ms)",
-                    ms(Some(s)),
-                    ms(Some(b)),
-                    ms(Some(b + 30.0)),
-                    s - b
+                s,
+                c.pct("create-start-ready", 0.5),
+            ));
+            // The stricter reading: the baseline stops when `start` returns, before the
+            // runtime inside can answer anything.
+            out.push(within_30(
+                format!(
+                    "`{f}` … stricter: p50 ≤ create + start (until `start` returns) p50 + 30 ms"
                 ),
-                None => String::new(),
-            },
-        });
-        let p = self.method_pct("sluice-pool", 0.5);
-        out.push(Verdict {
-            target: "cold start with the pool: p50 ≤ 50 ms end to end".into(),
-            met: p.map(|p| p <= 50.0),
-            numbers: p.map(|p| ms(Some(p))).unwrap_or_default(),
-        });
+                s,
+                c.pct("create-start", 0.5),
+            ));
+            let p = c.pct("sluice-pool", 0.5);
+            out.push(Verdict {
+                target: format!("`{f}` cold start with the pool: p50 ≤ 50 ms end to end"),
+                met: p.map(|p| p <= 50.0),
+                numbers: p.map(|p| ms(Some(p))).unwrap_or_default(),
+            });
+        }
         out
     }
 
@@ -269,6 +269,7 @@ impl Report {
              | Rust | {} |\n\
              | wrk / nginx / HAProxy | {} / {} / {} |\n\
              | load average at start / end | {} / {} |\n\
+             | commit | {} |\n\
              | date | {} |\n\
              | time | {:.0} s for the measurements{} |\n",
             m.cores,
@@ -285,6 +286,7 @@ impl Report {
             m.haproxy,
             m.load_at_start,
             m.load_at_end,
+            m.commit,
             self.date,
             self.bench_s,
             self.make_s
@@ -314,8 +316,8 @@ impl Report {
             w,
             "Knobs (environment, defaults in brackets): `SLUICE_BENCH_THREADS` [2], \
              `SLUICE_BENCH_CONNECTIONS` [32], `SLUICE_BENCH_DURATION` [10 s], \
-             `SLUICE_BENCH_WARMUP` [2 s], `SLUICE_BENCH_TRIALS` [20], `SLUICE_BENCH_SCALE_RPS` \
-             [35], `SLUICE_BENCH_SCALE_DURATION` [20 s], `SLUICE_BENCH_IDLE` [10 s].\n"
+             `SLUICE_BENCH_WARMUP` [1 s], `SLUICE_BENCH_TRIALS` [20], `SLUICE_BENCH_SCALE_RPS` \
+             [35], `SLUICE_BENCH_SCALE_DURATION` [20 s], `SLUICE_BENCH_IDLE` [5 s].\n"
         );
         let _ = writeln!(
             w,
@@ -425,45 +427,87 @@ impl Report {
 
     fn cold_section(&self, w: &mut String) {
         let _ = writeln!(w, "## 2. Cold start\n");
-        let methods = match &self.cold {
-            Ok(m) => m,
-            Err(e) => {
-                let _ = writeln!(w, "Not measured: {e}\n");
-                return;
-            }
-        };
-        let base = self.method_pct("create-start-ready", 0.5);
+        let names: Vec<String> = self
+            .cold
+            .iter()
+            .map(|c| format!("`{}` ({})", c.function, c.kind))
+            .collect();
         let _ = writeln!(
             w,
-            "`hello` (Python), {} timed trials per method, interleaved (each round runs one trial \
-             of every method, in the table's order of Sluice, create + start, run, Sluice with \
-             the pool, unpause; an untimed round first). Sluice: \
-             the function at zero (no container at all; with the pool: one paused replica and \
-             nothing running), then one `GET /<fn>` to the gateway's container IP, timed from \
-             connect to the first byte of the response. Baselines: the image of the same \
-             function, created with the very configuration the orchestrator gave its replica \
-             (user, env, limits, read-only root, tmpfs, capabilities, init, network), `/_/ready` \
-             polled every 5 ms like the orchestrator's probe.\n",
+            "{}: {} timed trials per method and function, interleaved within each function \
+             (each round runs one trial of every method, in the order Sluice, create + start, \
+             run, Sluice with the pool, unpause; an untimed round first). Sluice: the function \
+             at zero (no container at all; with the pool: one paused replica and nothing \
+             running), then one `GET /<fn>` to the gateway's container IP, timed from connect \
+             to the first byte of the response. Baselines: the image of the same function, \
+             created with the very configuration the orchestrator gave its replica (user, env, \
+             limits, read-only root, tmpfs, capabilities, init, network), `/_/ready` polled \
+             every 5 ms like the orchestrator's probe.\n",
+            names.join(" and "),
             self.trials
         );
         let _ = writeln!(
             w,
-            "| method | p50 vs create + start → ready | p50 | p95 | min | max |\n|---|---|---|---|---|---|"
+            "Why two functions: `/_/ready` of a Python function answers once the interpreter \
+             has started and imported the handler, which in a fresh container on this engine \
+             (fuse-overlayfs) takes ~30–35 ms for the interpreter alone (`python3 -I -S -c \
+             pass` as a container's first process; 13–18 ms the second time), so `hello`'s \
+             numbers carry the function's own start on top of Sluice's and the engine's. \
+             `echo` is the repository's Rust function in binary mode: its runtime is ready as \
+             soon as it listens (a few ms after exec), so its cold start is the platform's and \
+             the engine's; its first call also runs the executable once (binary mode starts \
+             one process per call), which the baselines' `/_/ready` does not.\n"
         );
-        for m in methods {
-            let p50 = pct(&m.samples_ms, 0.5);
+        for c in &self.cold {
             let _ = writeln!(
                 w,
-                "| {} | {} | {} | {} | {} | {} |",
-                m.label,
-                p50.zip(base).map(|(p, b)| ratio(p, b)).unwrap_or_default(),
-                ms(p50),
-                ms(pct(&m.samples_ms, 0.95)),
-                ms(min(&m.samples_ms)),
-                ms(max(&m.samples_ms)),
+                "### `{}` ({}: `{}` and `{}`)\n",
+                c.function, c.kind, c.plain, c.pooled
+            );
+            let methods = match &c.methods {
+                Ok(m) => m,
+                Err(e) => {
+                    let _ = writeln!(w, "Not measured: {e}\n");
+                    continue;
+                }
+            };
+            let base = c.pct("create-start-ready", 0.5);
+            let _ = writeln!(
+                w,
+                "| method | p50 vs create + start → ready | p50 | p95 | min | max |\n|---|---|---|---|---|---|"
+            );
+            for m in methods {
+                let p50 = pct(&m.samples_ms, 0.5);
+                let _ = writeln!(
+                    w,
+                    "| {} | {} | {} | {} | {} | {} |",
+                    m.label,
+                    p50.zip(base).map(|(p, b)| ratio(p, b)).unwrap_or_default(),
+                    ms(p50),
+                    ms(pct(&m.samples_ms, 0.95)),
+                    ms(min(&m.samples_ms)),
+                    ms(max(&m.samples_ms)),
+                );
+            }
+            let gap = |key: &str| {
+                c.pct("sluice", 0.5)
+                    .zip(c.pct(key, 0.5))
+                    .map(|(s, b)| format!("{:+.1} ms", s - b))
+                    .unwrap_or_else(|| "—".into())
+            };
+            let inside = c.within_trial("create-start", "create-start-ready");
+            let _ = writeln!(
+                w,
+                "\nSluice without the pool, p50 minus the baselines' p50: {} against create + \
+                 start → ready, {} against create + start until `start` returns. The start \
+                 inside the container (per create + start trial, from `start` returning to \
+                 `/_/ready`): p50 {}, p95 {}.\n",
+                gap("create-start-ready"),
+                gap("create-start"),
+                ms(pct(&inside, 0.5)),
+                ms(pct(&inside, 0.95)),
             );
         }
-        let _ = writeln!(w);
         if self.charts.iter().any(|c| c == "cold_start.png") {
             let _ = writeln!(w, "![cold start](bench-results/cold_start.png)\n");
         }
@@ -597,43 +641,6 @@ impl Report {
     }
 }
 
-/// The `## History` section of the previous BENCHMARKS.md, verbatim. A file without one
-/// (before `make bench` existed) has its content kept there, headings one level down.
-pub fn history(previous: &str) -> String {
-    if let Some(i) = previous
-        .lines()
-        .scan(0usize, |off, l| {
-            let here = *off;
-            *off += l.len() + 1;
-            Some((here, l))
-        })
-        .find(|(_, l)| l.trim_end() == "## History")
-        .map(|(i, _)| i)
-    {
-        return previous[i..].to_string();
-    }
-    let mut out = String::from(
-        "## History\n\nBefore/after measurements recorded by hand. `make bench` rewrites everything \
-         above this section and carries this section over verbatim.\n\n",
-    );
-    let old: Vec<&str> = previous
-        .lines()
-        .filter(|l| l.trim_end() != "# Benchmarks")
-        .collect();
-    let old = old.join("\n");
-    if !old.trim().is_empty() {
-        out.push_str("### The previous BENCHMARKS.md (before `make bench`)\n\n");
-        for l in old.trim().lines() {
-            if l.starts_with('#') {
-                out.push_str("##");
-            }
-            out.push_str(l);
-            out.push('\n');
-        }
-    }
-    out
-}
-
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
         format!("\"{}\"", s.replace('"', "\"\""))
@@ -686,11 +693,28 @@ pub fn write_csvs(r: &Report, dir: &Path) -> Result<Vec<String>> {
         }
         put("warm_path.csv", s)?;
     }
-    if let Ok(methods) = &r.cold {
-        let mut s = String::from("method,label,trial,ms\n");
-        for m in methods {
-            for (i, v) in m.samples_ms.iter().enumerate() {
-                let _ = writeln!(s, "{},{},{},{:.3}", m.key, csv_field(m.label), i + 1, v);
+    if r.cold.iter().any(|c| c.methods.is_ok()) {
+        let mut s = String::from("function,registry_entry,method,label,trial,ms\n");
+        for c in &r.cold {
+            for m in c.methods.iter().flatten() {
+                // The Sluice rows ran the pair's entries; the baselines the plain one's image.
+                let entry = if m.key == "sluice-pool" {
+                    c.pooled
+                } else {
+                    c.plain
+                };
+                for (i, v) in m.samples_ms.iter().enumerate() {
+                    let _ = writeln!(
+                        s,
+                        "{},{},{},{},{},{:.3}",
+                        c.function,
+                        entry,
+                        m.key,
+                        csv_field(m.label),
+                        i + 1,
+                        v
+                    );
+                }
             }
         }
         put("cold_start.csv", s)?;
@@ -725,7 +749,14 @@ pub fn write_csvs(r: &Report, dir: &Path) -> Result<Vec<String>> {
             }
         }
         for (phase, win) in phases {
+            // A row's window tracks its proxies and the services: the same process may be
+            // in both (gateway, router); one line each.
+            let mut seen: Vec<&str> = Vec::new();
             for u in &win.usage {
+                if seen.contains(&u.name.as_str()) {
+                    continue;
+                }
+                seen.push(&u.name);
                 let _ = writeln!(
                     s,
                     "{},{},{:.2},{:.3},{:.1},{:.1}",

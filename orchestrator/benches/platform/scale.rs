@@ -93,6 +93,28 @@ impl Outcome {
             .unwrap_or(0)
     }
 
+    /// Mean of the API's ready count over the samples taken while the step's calls were
+    /// being sent: replica-seconds per second of the step, what the step cost.
+    pub fn mean_ready(&self) -> Option<f64> {
+        let end = self.settings.duration.as_secs_f64();
+        let v: Vec<f64> = self
+            .polls
+            .iter()
+            .filter(|p| p.t_s <= end)
+            .map(|p| p.ready as f64)
+            .collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    }
+
+    /// Latencies (ms) of the calls answered 200.
+    pub fn ok_latencies_ms(&self) -> Vec<f64> {
+        self.calls
+            .iter()
+            .filter(|c| c.status == Some(200))
+            .map(|c| (c.done_s - c.sent_s) * 1000.0)
+            .collect()
+    }
+
     pub fn max_ready(&self) -> u64 {
         self.polls.iter().map(|p| p.ready).max().unwrap_or(0)
     }
