@@ -5,7 +5,7 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo "docker-compose")
 export SLUICE_VERSION := $(VERSION)
 
-.PHONY: help deps images up down logs test lint fmt validate load-test bench
+.PHONY: help deps images up down logs test lint fmt validate load-test bench profile
 
 help:
 	@echo "make up        build what is missing, start the platform, wait until healthy"
@@ -14,6 +14,7 @@ help:
 	@echo "make test      install missing tools, build images, run every test"
 	@echo "make validate  check global-function-definition.yml"
 	@echo "make bench     install nginx/haproxy/wrk if missing, build images, benchmark; writes BENCHMARKS.md"
+	@echo "make profile   perf profile of the warm path (gateway → router → fast); writes bench-results/profile/"
 
 deps:
 	@scripts/deps.sh
@@ -41,9 +42,9 @@ up: deps
 
 down:
 	@$(COMPOSE) down --remove-orphans
-	@ids=$$(docker ps -aq --filter label=sluice.managed=true --filter label=sluice.instance=sluice); \
+	@ids=$$(docker ps -aq --filter label=sluice.managed=true --filter label=sluice.instance=$${SLUICE_INSTANCE:-sluice}); \
 	  if [ -n "$$ids" ]; then echo "removing function containers"; docker rm -f $$ids >/dev/null; fi
-	@docker network rm sluice >/dev/null 2>&1 || true
+	@docker network rm $${SLUICE_NETWORK:-sluice} >/dev/null 2>&1 || true
 
 logs:
 	@$(COMPOSE) logs -f --tail=100
@@ -60,3 +61,8 @@ load-test:
 # and bench-results/ (CSV per section, PNG charts). Settings: SLUICE_BENCH_* (see the bench).
 bench:
 	@scripts/bench.sh
+
+# Where the CPU goes on the warm path: perf over every CPU while wrk drives `fast` through the
+# gateway (autoscaling off, one replica). Writes bench-results/profile/summary.md.
+profile: deps
+	@scripts/profile.sh

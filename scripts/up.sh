@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if docker compose version >/dev/null 2>&1; then COMPOSE=(docker compose); else COMPOSE=(docker-compose); fi
 scripts/images.sh
-docker network inspect sluice >/dev/null 2>&1 || docker network create --label sluice.managed=true sluice >/dev/null
+net=${SLUICE_NETWORK:-sluice}
+docker network inspect "$net" >/dev/null 2>&1 || docker network create --label sluice.managed=true "$net" >/dev/null
 "${COMPOSE[@]}" up -d --remove-orphans
 echo "[up] waiting for every service to be healthy"
 deadline=$((SECONDS + 180))
