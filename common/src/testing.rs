@@ -74,12 +74,16 @@ impl Drop for ChildGuard {
 /// A real `redis-server` on a free loopback port, without persistence; killed on drop.
 pub struct RedisServer {
     pub port: u16,
-    _child: ChildGuard,
+    child: ChildGuard,
 }
 
 impl RedisServer {
     pub fn start() -> RedisServer {
-        let port = free_port();
+        Self::start_on(free_port())
+    }
+
+    /// On a given port: to bring Redis back (empty) where a component expects it.
+    pub fn start_on(port: u16) -> RedisServer {
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -105,8 +109,13 @@ impl RedisServer {
         }
         RedisServer {
             port,
-            _child: ChildGuard(Some(child)),
+            child: ChildGuard(Some(child)),
         }
+    }
+
+    /// Stops it with SIGTERM (an outage) and waits for it to exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        self.child.terminate()
     }
 
     pub fn url(&self) -> String {

@@ -474,32 +474,6 @@ async fn sigterm_flushes_the_open_window_and_exits_0() {
     );
 }
 
-/// A redis-server on a given port (to bring Redis back where the listener expects it).
-async fn redis_on(port: u16) -> ChildGuard {
-    let child = ChildGuard(Some(
-        Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed"),
-    ));
-    wait_for("redis up", DEADLINE, || async {
-        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-    })
-    .await;
-    child
-}
-
 /// Waits until a window with `rq_total == n` is on `key` (a history list).
 async fn wait_window_with_total(url: &str, key: &str, n: u64) {
     let conn = redis_conn(url).await;
@@ -542,7 +516,7 @@ async fn redis_outages_keep_aggregating_and_windows_are_written_when_redis_is_ba
     })
     .await;
     let key = l.key("load:down:history");
-    let mut redis = redis_on(port).await;
+    let mut redis = RedisServer::start_on(port);
     wait_window_with_total(&url, &key, 7).await;
     let health = l.get("/healthz").await;
     assert_eq!(health["redis"]["reachable"], true, "{health}");
@@ -558,7 +532,7 @@ async fn redis_outages_keep_aggregating_and_windows_are_written_when_redis_is_ba
         || async { (write_errors().await > errors_before).then_some(()) },
     )
     .await;
-    let _redis = redis_on(port).await;
+    let _redis = RedisServer::start_on(port);
     wait_window_with_total(&url, &key, 11).await;
     let s = l.get("/v1/stats").await;
     println!("after two outages: windows {}", s["windows"]);

@@ -268,6 +268,28 @@ fn before_row(function: &str, row: char) -> Option<&'static WarmBefore> {
         .find(|b| b.function == function && b.row == row)
 }
 
+/// Rows (b) and (c) of both warm-path functions that the baseline recorded: function, row,
+/// its label, the baseline's numbers and this run's (if measured).
+fn warm_pairs(
+    r: &Report,
+) -> Vec<(
+    &'static str,
+    char,
+    &'static str,
+    &'static WarmBefore,
+    Option<&Row>,
+)> {
+    let mut out = Vec::new();
+    for f in ["fast", "hello"] {
+        for (row, label) in [('b', "(b) router only"), ('c', "(c) Sluice")] {
+            if let Some(b) = before_row(f, row) {
+                out.push((f, row, label, b, r.row(f, row)));
+            }
+        }
+    }
+    out
+}
+
 /// CPU µs per request of `cpu_s` in row `r`.
 fn per_req(r: &Row, cpu_s: f64) -> Option<f64> {
     (r.m.requests > 0).then(|| cpu_s * 1e6 / r.m.requests as f64)
@@ -284,45 +306,34 @@ fn statsd(r: &Report, w: &mut String) {
          stats-listener's CPU (fewer packets).\n"
     );
     let mut t = Table::new();
-    for f in ["fast", "hello"] {
-        for row in ['b', 'c'] {
-            let Some(b) = before_row(f, row) else {
-                continue;
-            };
-            let a = r.row(f, row);
-            let label = if row == 'b' {
-                "(b) router only"
-            } else {
-                "(c) Sluice"
-            };
+    for (f, row, label, b, a) in warm_pairs(r) {
+        t.add(
+            format!("`{f}` {label}: router CPU per request"),
+            Unit::Us,
+            Some(b.per_req_us(b.router_cpu_s)),
+            a.and_then(|a| per_req(a, a.window.cpu("router"))),
+        );
+        if row == 'b' {
             t.add(
-                format!("`{f}` {label}: router CPU per request"),
+                format!("`{f}` {label}: router kernel (sys) CPU per request"),
                 Unit::Us,
-                Some(b.per_req_us(b.router_cpu_s)),
-                a.and_then(|a| per_req(a, a.window.cpu("router"))),
+                Some(b.per_req_us(b.proxy_sys_s)),
+                a.and_then(|a| per_req(a, a.proxy_sys_s)),
             );
-            if row == 'b' {
-                t.add(
-                    format!("`{f}` {label}: router kernel (sys) CPU per request"),
-                    Unit::Us,
-                    Some(b.per_req_us(b.proxy_sys_s)),
-                    a.and_then(|a| per_req(a, a.proxy_sys_s)),
-                );
-                t.add(
-                    format!("`{f}` {label}: router context switches per request"),
-                    Unit::PerReq,
-                    Some(b.proxy_switches as f64 / b.requests as f64),
-                    a.map(|a| a.proxy_switches as f64 / a.m.requests.max(1) as f64),
-                );
-            }
-            if let Some(s) = b.stats_cpu_s {
-                t.add(
-                    format!("`{f}` {label}: stats-listener CPU per request"),
-                    Unit::Us,
-                    Some(b.per_req_us(s)),
-                    a.and_then(|a| per_req(a, a.window.cpu("stats-listener"))),
-                );
-            }
+            t.add(
+                format!("`{f}` {label}: router context switches per request"),
+                Unit::PerReq,
+                Some(b.proxy_switches as f64 / b.requests as f64),
+                a.map(|a| a.proxy_switches as f64 / a.m.requests.max(1) as f64),
+            );
+        }
+        if let Some(s) = b.stats_cpu_s {
+            t.add(
+                format!("`{f}` {label}: stats-listener CPU per request"),
+                Unit::Us,
+                Some(b.per_req_us(s)),
+                a.and_then(|a| per_req(a, a.window.cpu("stats-listener"))),
+            );
         }
     }
     t.write(w);
@@ -340,53 +351,42 @@ fn proxies(r: &Report, w: &mut String) {
          warm-path rows and landed with no run in between: these rows show both together.\n"
     );
     let mut t = Table::new();
-    for f in ["fast", "hello"] {
-        for row in ['b', 'c'] {
-            let Some(b) = before_row(f, row) else {
-                continue;
-            };
-            let a = r.row(f, row);
-            let label = if row == 'b' {
-                "(b) router only"
-            } else {
-                "(c) Sluice"
-            };
+    for (f, row, label, b, a) in warm_pairs(r) {
+        t.add(
+            format!("`{f}` {label}: throughput"),
+            Unit::Rps,
+            Some(b.rps),
+            a.map(|a| a.m.rps),
+        );
+        t.add(
+            format!("`{f}` {label}: p50"),
+            Unit::Ms,
+            Some(b.p50_ms),
+            a.map(|a| a.m.p50_ms),
+        );
+        t.add(
+            format!("`{f}` {label}: p99"),
+            Unit::Ms,
+            Some(b.p99_ms),
+            a.map(|a| a.m.p99_ms),
+        );
+        t.add(
+            format!("`{f}` {label}: proxy CPU per request"),
+            Unit::Us,
+            Some(b.per_req_us(b.proxy_cpu_s)),
+            a.and_then(|a| per_req(a, a.proxy_cpu_s)),
+        );
+        if row == 'c' {
+            let e_before = BEFORE_E_RPS.iter().find(|e| e.0 == f).map(|e| e.1);
+            let e_after = r.row(f, 'e');
             t.add(
-                format!("`{f}` {label}: throughput"),
-                Unit::Rps,
-                Some(b.rps),
-                a.map(|a| a.m.rps),
+                format!("`{f}` (c) / (e) throughput (nginx → nginx, same run)"),
+                Unit::Ratio,
+                e_before.map(|e| b.rps / e),
+                a.zip(e_after)
+                    .filter(|(_, e)| e.m.rps > 0.0)
+                    .map(|(a, e)| a.m.rps / e.m.rps),
             );
-            t.add(
-                format!("`{f}` {label}: p50"),
-                Unit::Ms,
-                Some(b.p50_ms),
-                a.map(|a| a.m.p50_ms),
-            );
-            t.add(
-                format!("`{f}` {label}: p99"),
-                Unit::Ms,
-                Some(b.p99_ms),
-                a.map(|a| a.m.p99_ms),
-            );
-            t.add(
-                format!("`{f}` {label}: proxy CPU per request"),
-                Unit::Us,
-                Some(b.per_req_us(b.proxy_cpu_s)),
-                a.and_then(|a| per_req(a, a.proxy_cpu_s)),
-            );
-            if row == 'c' {
-                let e_before = BEFORE_E_RPS.iter().find(|e| e.0 == f).map(|e| e.1);
-                let e_after = r.row(f, 'e');
-                t.add(
-                    format!("`{f}` (c) / (e) throughput (nginx → nginx, same run)"),
-                    Unit::Ratio,
-                    e_before.map(|e| b.rps / e),
-                    a.zip(e_after)
-                        .filter(|(_, e)| e.m.rps > 0.0)
-                        .map(|(a, e)| a.m.rps / e.m.rps),
-                );
-            }
         }
     }
     let idle = r.idle.as_ref().ok();
