@@ -630,6 +630,14 @@ fn every_mistake_in_every_function_is_reported_in_line_order() {
             26,
             &["unsupported language `cobol`"],
         ),
+        // The language is wrong, and the folder is still checked.
+        want(
+            Some("Beta"),
+            Some("configuration.function_folder"),
+            16,
+            22,
+            &["folder `beta` does not exist"],
+        ),
         want(
             Some("gamma"),
             Some("version"),

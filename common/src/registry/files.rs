@@ -41,14 +41,15 @@ pub(super) fn relative_path_problem(p: &str) -> Option<String> {
     None
 }
 
-/// Folder and base file exist (and stay inside the functions dir); rust folders are crates.
+/// Folder and base file exist (and stay inside the functions dir); rust folders are crates
+/// (`language` is `None` when it was itself invalid: the paths are still checked).
 pub(super) fn check_files(
     ctx: &mut Ctx<'_>,
     dir: &Path,
     folder: &str,
     folder_pos: Pos,
     base: Option<&(String, Pos)>,
-    language: Language,
+    language: Option<Language>,
 ) {
     const FOLDER: &str = "configuration.function_folder";
     const BASE: &str = "configuration.base_function_file_name";
@@ -115,7 +116,7 @@ pub(super) fn check_files(
             Ok(_) => {}
         }
     }
-    if language == Language::Rust && !folder_path.join("Cargo.toml").is_file() {
+    if language == Some(Language::Rust) && !folder_path.join("Cargo.toml").is_file() {
         ctx.err(
             folder_pos,
             Some(FOLDER),

@@ -317,10 +317,8 @@ fn check_configuration(
         Got::Absent | Got::Bad => DEFAULT_HTTP_PORT,
     };
 
-    if let (Some(dir), Some((folder, fpos)), Some(lang)) =
-        (functions_dir, folder.as_ref(), language)
-    {
-        check_files(ctx, dir, folder, *fpos, base.as_ref(), lang);
+    if let (Some(dir), Some((folder, fpos))) = (functions_dir, folder.as_ref()) {
+        check_files(ctx, dir, folder, *fpos, base.as_ref(), language);
     }
 
     Some(Configuration {
