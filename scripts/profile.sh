@@ -119,8 +119,8 @@ report --no-children --sort pid,dso -g none >"$OUT/by-thread-dso.txt"
 report --no-children --sort pid,sym -g none >"$OUT/by-thread-sym.txt"
 for p in gateway router; do
   t=$gw_tids; [ "$p" = router ] && t=$rt_tids
-  # The process's own samples (all its threads) for its symbols.
-  # Its lines of the per-thread symbol report, as percentages of its own samples.
+  # Its lines of the per-thread symbol report (all its threads), as percentages of its own
+  # samples.
   awk -v l=",$t," '$1 ~ /%$/ {
       split($2, a, ":"); if (!index(l, "," a[1] ",")) next
       for (i = 3; i <= NF; i++) if ($i == "[k]" || $i == "[.]") break

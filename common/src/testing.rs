@@ -26,8 +26,8 @@ pub fn free_port() -> u16 {
     }
 }
 
-/// Polls `f` every 20 ms until it returns `Some`, or panics with `what` after `timeout`.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+/// Polls `f` every 20 ms until it returns `Some`; `None` once `timeout` has passed.
+pub async fn poll<T, F, Fut>(timeout: Duration, mut f: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -35,12 +35,24 @@ where
     let start = Instant::now();
     loop {
         if let Some(v) = f().await {
-            return v;
+            return Some(v);
         }
         if start.elapsed() > timeout {
-            panic!("timed out after {timeout:?} waiting for {what}");
+            return None;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// [`poll`], panicking with `what` after `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    match poll(timeout, f).await {
+        Some(v) => v,
+        None => panic!("timed out after {timeout:?} waiting for {what}"),
     }
 }
 

@@ -177,21 +177,15 @@ const REGISTRY_SCALE: &str = r#"sleep:
     timeout: 70s
 "#;
 
-/// Polls `f` every 20 ms until it returns `Some`; an error naming `what` after `timeout`.
-pub async fn poll_until<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> Result<T>
+/// [`sluice_common::testing::poll`], an error naming `what` after `timeout`.
+pub async fn poll_until<T, F, Fut>(what: &str, timeout: Duration, f: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return Ok(v);
-        }
-        if start.elapsed() > timeout {
-            bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    match sluice_common::testing::poll(timeout, f).await {
+        Some(v) => Ok(v),
+        None => bail!("timed out after {timeout:?} waiting for {what}"),
     }
 }
 

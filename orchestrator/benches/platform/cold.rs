@@ -330,17 +330,22 @@ async fn remove(ctx: &Ctx<'_>, id: &str) {
     .await;
 }
 
-/// create + start through the API: (until start returned, until `/_/ready`), ms; the
-/// container is removed (and gone) before it returns.
-async fn create_start(ctx: &Ctx<'_>, tpl: &Template, name: &str) -> Result<(f64, f64)> {
+/// Creates container `name` from the template through the API; its id.
+async fn create(ctx: &Ctx<'_>, tpl: &Template, name: &str) -> Result<String> {
     let opts = CreateContainerOptionsBuilder::default().name(name).build();
-    let t = Instant::now();
-    let id = ctx
+    Ok(ctx
         .docker
         .create_container(Some(opts), tpl.body.clone())
         .await
         .context("docker create")?
-        .id;
+        .id)
+}
+
+/// create + start through the API: (until start returned, until `/_/ready`), ms; the
+/// container is removed (and gone) before it returns.
+async fn create_start(ctx: &Ctx<'_>, tpl: &Template, name: &str) -> Result<(f64, f64)> {
+    let t = Instant::now();
+    let id = create(ctx, tpl, name).await?;
     let result = async {
         ctx.docker
             .start_container(&id, None)
@@ -382,13 +387,7 @@ struct Paused {
 
 async fn paused(ctx: &Ctx<'_>, tpl: &Template) -> Result<Paused> {
     let name = format!("{}-baseline-pause", ctx.stack.project);
-    let opts = CreateContainerOptionsBuilder::default().name(&name).build();
-    let id = ctx
-        .docker
-        .create_container(Some(opts), tpl.body.clone())
-        .await
-        .context("docker create")?
-        .id;
+    let id = create(ctx, tpl, &name).await?;
     let result = async {
         ctx.docker
             .start_container(&id, None)

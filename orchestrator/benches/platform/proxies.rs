@@ -22,6 +22,25 @@ pub struct Proxy {
     pub config: PathBuf,
 }
 
+impl Proxy {
+    /// Runs `command` as daemon `name` (its output in `dir/<name>.log`) until `addr` accepts.
+    async fn start(
+        dir: &Path,
+        name: &str,
+        command: Command,
+        addr: SocketAddr,
+        config: PathBuf,
+    ) -> Result<Proxy> {
+        let mut daemon = Daemon::spawn(name, command, &dir.join(format!("{name}.log")))?;
+        daemon.wait_listening(addr, Duration::from_secs(10)).await?;
+        Ok(Proxy {
+            daemon,
+            addr,
+            config,
+        })
+    }
+}
+
 /// Where a proxy listens: a free loopback port of the host, or port 8080 in the network
 /// namespace of a container (process id `netns`) whose bridge address is `ip`.
 #[derive(Debug, Clone, Copy)]
@@ -137,13 +156,7 @@ pub async fn nginx(dir: &Path, name: &str, place: Place, upstream: &str) -> Resu
         .arg(&config)
         .arg("-e")
         .arg(dir.join(format!("{name}-error.log")));
-    let mut daemon = Daemon::spawn(name, c, &dir.join(format!("{name}.log")))?;
-    daemon.wait_listening(addr, Duration::from_secs(10)).await?;
-    Ok(Proxy {
-        daemon,
-        addr,
-        config,
-    })
+    Proxy::start(dir, name, c, addr, config).await
 }
 
 /// Starts HAProxy `name` on a free loopback port in front of `upstream`.
@@ -154,11 +167,5 @@ pub async fn haproxy(dir: &Path, name: &str, upstream: &str) -> Result<Proxy> {
         .with_context(|| format!("write {}", config.display()))?;
     let mut c = Command::new("haproxy");
     c.arg("-db").arg("-f").arg(&config);
-    let mut daemon = Daemon::spawn(name, c, &dir.join(format!("{name}.log")))?;
-    daemon.wait_listening(addr, Duration::from_secs(10)).await?;
-    Ok(Proxy {
-        daemon,
-        addr,
-        config,
-    })
+    Proxy::start(dir, name, c, addr, config).await
 }
