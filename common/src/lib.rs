@@ -5,10 +5,12 @@
 //! * [`config`] — the env-file loader every binary uses for `--config`.
 //! * [`telemetry`] — `tracing` set-up (text or JSON logs).
 //! * [`shutdown`] — a future that resolves on SIGTERM / SIGINT.
+//! * [`load`] — the load contract: statsD names, the Redis load windows, the scale signal.
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod healthcheck;
+pub mod load;
 pub mod registry;
 pub mod shutdown;
 pub mod telemetry;

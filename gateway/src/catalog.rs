@@ -12,6 +12,8 @@ use std::time::Duration;
 use sluice_common::xds::{Snapshot, ROUTES_TYPE, TYPES};
 use tokio::sync::watch;
 
+use crate::admission::Capacity;
+
 /// Values used when a cluster leaves a setting at 0.
 #[derive(Debug, Clone, Copy)]
 pub struct Defaults {
@@ -41,6 +43,8 @@ pub struct FunctionView {
     pub max_body_bytes: u64,
     /// Per-call timeout of the function (the gateway waits a little longer for the router).
     pub timeout: Duration,
+    /// What the ready replicas and the router's queue can take (see [`crate::admission`]).
+    pub capacity: Capacity,
 }
 
 /// Looks a function up in `snapshot`; `None` when no route names it or its cluster is missing.
@@ -53,16 +57,36 @@ pub fn view(snapshot: &Snapshot, function: &str, defaults: &Defaults) -> Option<
             Duration::from_millis(v)
         }
     };
+    let mut healthy = 0usize;
+    // Slots of the ready replicas; `None` once one of them has no cap.
+    let mut slots = Some(0u64);
+    for e in snapshot.healthy_endpoints(&cluster.name) {
+        healthy += 1;
+        let cap = if e.max_concurrency > 0 {
+            e.max_concurrency
+        } else {
+            cluster.max_concurrency
+        };
+        slots = slots.and_then(|s| (cap > 0).then(|| s + u64::from(cap)));
+    }
+    let timeout = ms(cluster.timeout_ms, defaults.timeout);
     Some(FunctionView {
         cluster: cluster.name.clone(),
-        healthy: snapshot.healthy_endpoints(&cluster.name).count(),
+        healthy,
+        capacity: Capacity {
+            ready: healthy,
+            slots,
+            queue_size: cluster.queue_size,
+            queue_timeout: Duration::from_millis(cluster.queue_timeout_ms),
+            timeout,
+        },
         cold_start_timeout: ms(cluster.cold_start_timeout_ms, defaults.cold_start_timeout),
         max_body_bytes: if cluster.max_body_bytes == 0 {
             defaults.max_body_bytes
         } else {
             cluster.max_body_bytes
         },
-        timeout: ms(cluster.timeout_ms, defaults.timeout),
+        timeout,
     })
 }
 
@@ -83,6 +107,11 @@ pub struct Catalog {
 impl Catalog {
     pub fn new(rx: watch::Receiver<Arc<Snapshot>>, defaults: Defaults) -> Self {
         Catalog { rx, defaults }
+    }
+
+    /// Fallbacks for settings a cluster leaves at 0.
+    pub fn defaults(&self) -> Defaults {
+        self.defaults
     }
 
     /// The snapshot in effect now.
@@ -188,6 +217,8 @@ pub(crate) mod tests {
         let d = Defaults::default();
         let v = view(&s, "hello", &d).expect("hello exists");
         assert_eq!(v.healthy, 1);
+        assert_eq!(v.capacity.ready, 1);
+        assert_eq!(v.capacity.slots, None, "a replica without a cap: unlimited");
         assert_eq!(v.max_body_bytes, 1024);
         assert_eq!(v.cold_start_timeout, d.cold_start_timeout);
         assert!(is_ready(&s, "hello"));

@@ -77,6 +77,15 @@ pub struct Config {
     #[arg(long, env = "SLUICE_COLD_START_RETRY_AFTER_SECS", default_value_t = 5)]
     pub cold_start_retry_after_secs: u64,
 
+    /// statsD listener (`host:port`, e.g. `stats-listener:8125`) the gateway reports arrivals
+    /// and held calls to (the autoscaler sizes replicas with them); empty: no export.
+    #[arg(long, env = "SLUICE_STATSD", default_value = "")]
+    pub statsd: String,
+
+    /// How often arrivals and held calls are sent to statsD.
+    #[arg(long, env = "SLUICE_STATSD_FLUSH_MS", default_value_t = 250)]
+    pub statsd_flush_ms: u64,
+
     /// After SIGTERM: longest wait for in-flight requests (held ones included) before exit.
     #[arg(long, env = "SLUICE_GRACE_SECONDS", default_value_t = 30)]
     pub grace_seconds: u64,

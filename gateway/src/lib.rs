@@ -11,6 +11,8 @@
 //! * [`catalog`] — lookups in the accepted snapshot (function → cluster, ready replicas).
 //! * [`routes`] — path parsing, reserved segments, DNS-label names.
 //! * [`limits`] — body limits (`Content-Length` up front, chunked bodies buffered to the limit).
+//! * [`admission`] — per-function FIFO of held calls, released at the rate ready capacity
+//!   takes them; arrivals and held calls exported over statsD.
 //! * [`coldstart`] — per-function holds and the coalesced wake call.
 //! * [`proxy`] — the `ProxyHttp` implementation, JSON responses, buffered forwarding.
 //! * [`upstream`] — router / orchestrator addresses (resolved off the request path).
@@ -19,6 +21,7 @@
 //! * [`error`] — the crate's error type.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod catalog;
 pub mod coldstart;
 pub mod config;
@@ -38,6 +41,7 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
 use tokio_util::sync::CancellationToken;
 
+use crate::admission::Gates;
 use crate::catalog::Catalog;
 use crate::coldstart::wake::Waker;
 use crate::coldstart::ColdStarts;
@@ -88,6 +92,17 @@ pub fn run(cfg: Config) -> Result<(), GatewayError> {
         stats.clone(),
         control.handle().clone(),
     );
+    let gates = Gates::new(catalog.clone());
+    control.spawn(gates.clone().watch(catalog.subscribe()));
+    if !cfg.statsd.is_empty() {
+        control.spawn(admission::export::run(
+            gates.clone(),
+            node_id.clone(),
+            cfg.statsd.clone(),
+            Duration::from_millis(cfg.statsd_flush_ms.max(10)),
+            stop.clone(),
+        ));
+    }
     let settings = Settings {
         system_timeout: Duration::from_millis(cfg.system_timeout_ms),
         cold_start_retry_after: Duration::from_secs(cfg.cold_start_retry_after_secs.max(1)),
@@ -97,6 +112,7 @@ pub fn run(cfg: Config) -> Result<(), GatewayError> {
         catalog,
         xds_state: sub.state,
         cold,
+        gates,
         router: router.clone(),
         orchestrator: orchestrator.clone(),
         stats,

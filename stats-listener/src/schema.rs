@@ -7,11 +7,16 @@
 //! cluster.<fn>.upstream_rq_time                     ms  request latency (h and d accepted too)
 //! cluster.<fn>.upstream_rq_2xx | _4xx | _5xx        c   responses by status class
 //! cluster.<fn>.endpoint.<id>.upstream_rq_active     g   in flight to one replica
+//! cluster.<fn>.gateway_rq_held                      g   calls held at a gateway
+//! cluster.<fn>.gateway_rq_arrived                   c   calls that arrived at a gateway
 //! ```
+//!
+//! The names are the contract in `sluice_common::load::metric`.
 //!
 //! `<fn>` must be a DNS label (a function name); anything else is "other" and ignored.
 
 use crate::parse::MetricType;
+use sluice_common::load::metric;
 
 /// A metric this listener aggregates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,16 +30,24 @@ pub enum Known<'a> {
     Status5xx,
     /// In-flight requests to one endpoint (replica) `id`.
     EndpointActive(&'a str),
+    /// Calls held at a gateway.
+    Held,
+    /// Calls that arrived at a gateway.
+    Arrived,
 }
 
 impl Known<'_> {
     /// Whether a line of type `t` is a valid report of this metric.
     pub fn accepts(&self, t: MetricType) -> bool {
         match self {
-            Known::Active | Known::Pending | Known::EndpointActive(_) => t == MetricType::Gauge,
-            Known::Total | Known::Status2xx | Known::Status4xx | Known::Status5xx => {
-                t == MetricType::Counter
+            Known::Active | Known::Pending | Known::EndpointActive(_) | Known::Held => {
+                t == MetricType::Gauge
             }
+            Known::Total
+            | Known::Status2xx
+            | Known::Status4xx
+            | Known::Status5xx
+            | Known::Arrived => t == MetricType::Counter,
             Known::Time => t.is_sample(),
         }
     }
@@ -58,17 +71,20 @@ pub fn classify(name: &str) -> Option<Name<'_>> {
         return None;
     }
     let metric = match suffix {
-        "upstream_rq_active" => Known::Active,
-        "upstream_rq_pending_active" => Known::Pending,
-        "upstream_rq_total" => Known::Total,
-        "upstream_rq_time" => Known::Time,
-        "upstream_rq_2xx" => Known::Status2xx,
-        "upstream_rq_4xx" => Known::Status4xx,
-        "upstream_rq_5xx" => Known::Status5xx,
+        metric::ACTIVE => Known::Active,
+        metric::PENDING => Known::Pending,
+        metric::TOTAL => Known::Total,
+        metric::TIME => Known::Time,
+        metric::STATUS_2XX => Known::Status2xx,
+        metric::STATUS_4XX => Known::Status4xx,
+        metric::STATUS_5XX => Known::Status5xx,
+        metric::HELD => Known::Held,
+        metric::ARRIVED => Known::Arrived,
         other => {
             let id = other
-                .strip_prefix("endpoint.")?
-                .strip_suffix(".upstream_rq_active")?;
+                .strip_prefix(metric::ENDPOINT_PREFIX)?
+                .strip_suffix(metric::ACTIVE)?
+                .strip_suffix('.')?;
             if id.is_empty() || id.len() > MAX_ENDPOINT_ID {
                 return None;
             }
@@ -106,6 +122,8 @@ mod tests {
                 "a",
                 Known::EndpointActive("10.0.0.7_8080"),
             ),
+            ("cluster.a.gateway_rq_held", "a", Known::Held),
+            ("cluster.a.gateway_rq_arrived", "a", Known::Arrived),
         ];
         for (name, function, metric) in cases {
             assert_eq!(classify(name), Some(Name { function, metric }), "{name}");
@@ -132,6 +150,10 @@ mod tests {
     fn types_must_match_the_metric() {
         assert!(Known::Active.accepts(MetricType::Gauge));
         assert!(!Known::Active.accepts(MetricType::Counter));
+        assert!(Known::Held.accepts(MetricType::Gauge));
+        assert!(!Known::Held.accepts(MetricType::Counter));
+        assert!(Known::Arrived.accepts(MetricType::Counter));
+        assert!(!Known::Arrived.accepts(MetricType::Gauge));
         assert!(Known::Total.accepts(MetricType::Counter));
         assert!(!Known::Total.accepts(MetricType::Gauge));
         for t in [

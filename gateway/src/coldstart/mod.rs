@@ -145,7 +145,6 @@ impl ColdStarts {
             cold: self,
             hold: hold.clone(),
         };
-        Stats::bump(&self.stats.held);
         if created {
             Stats::bump(&self.stats.cold_starts);
             tracing::info!(

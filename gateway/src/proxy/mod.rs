@@ -34,6 +34,7 @@ use pingora::{Error, ErrorSource, ErrorType};
 use sluice_common::xds::client::ConnectionState;
 use tokio::sync::watch;
 
+use crate::admission::{Entry, Gates, Permit, Waiting};
 use crate::catalog::Catalog;
 use crate::coldstart::{ColdStarts, Outcome};
 use crate::error::{ErrorKind, GatewayError};
@@ -86,6 +87,7 @@ pub struct Gateway {
     pub catalog: Catalog,
     pub xds_state: watch::Receiver<ConnectionState>,
     pub cold: Arc<ColdStarts>,
+    pub gates: Arc<Gates>,
     pub router: Arc<UpstreamAddr>,
     pub orchestrator: Arc<UpstreamAddr>,
     pub stats: Arc<Stats>,
@@ -116,8 +118,10 @@ pub struct RequestCtx {
     target: Target,
     /// The function named by the path (set even when the request is refused).
     function: Option<String>,
-    /// The request was held for a scale-from-zero.
+    /// The request was held (a scale-from-zero, or behind calls held for one).
     cold_start: bool,
+    /// The call's place among those forwarded for its function (freed when the request ends).
+    permit: Option<Permit>,
     _in_flight: InFlightGuard,
 }
 
@@ -170,7 +174,7 @@ impl Gateway {
             "component": "gateway",
             "xds": xds,
             "in_flight": self.in_flight.current(),
-            "held_now": self.cold.held_now(),
+            "held_now": self.gates.held_now(),
             "malformed_requests": stats["malformed_requests"].clone(),
             "stats": stats,
         })
@@ -245,47 +249,103 @@ impl Gateway {
             }
             Framing::Empty | Framing::Length(_) => None,
         };
-        if view.healthy == 0 {
-            match self.cold.wait_ready(&name, view.cold_start_timeout).await {
-                Outcome::Ready { held } => {
-                    ctx.cold_start = held;
-                    view = self.catalog.lookup(&name).unwrap_or(view);
-                }
-                Outcome::TimedOut => {
-                    ctx.cold_start = true;
-                    Stats::bump(&self.stats.cold_start_timeouts);
-                    tracing::warn!(function = %name, timeout_ms = view.cold_start_timeout.as_millis() as u64, "cold start timed out");
-                    return Err(GatewayError::new(
-                        ErrorKind::Unavailable,
-                        format!(
-                            "function `{name}` has no ready replica after {} ms (cold start timed out)",
-                            view.cold_start_timeout.as_millis()
-                        ),
-                    )
-                    .for_function(&name)
-                    .retry_after(self.settings.cold_start_retry_after));
-                }
-                Outcome::Unknown => {
-                    Stats::bump(&self.stats.not_found);
-                    return Err(GatewayError::not_found(&name));
-                }
-                Outcome::Refused(message) => {
-                    ctx.cold_start = true;
-                    return Err(GatewayError::new(
-                        ErrorKind::Unavailable,
-                        format!("function `{name}` could not be started: {message}"),
-                    )
-                    .for_function(&name)
-                    .retry_after(self.settings.cold_start_retry_after));
-                }
+        let deadline = tokio::time::Instant::now() + view.cold_start_timeout;
+        let permit = match self.gates.gate(&name).enter() {
+            Entry::Go(permit) => permit,
+            Entry::Held(mut waiting) => {
+                ctx.cold_start = true;
+                Stats::bump(&self.stats.held);
+                let permit = self.wait_held(&name, &mut waiting, deadline).await?;
+                view = self.catalog.lookup(&name).unwrap_or(view);
+                permit
             }
-        }
+        };
+        ctx.permit = Some(permit);
         ctx.target = Target::Function {
             name,
             upstream_path: call.upstream_path,
             read_timeout: view.timeout + self.settings.upstream_slack,
         };
         Ok(body)
+    }
+
+    /// Waits until a held call gets its place ([`crate::admission`]), waking the function
+    /// whenever it has no ready replica. Refuses it only when it is gone (404), cannot be
+    /// started (503) or `deadline` (its `cold_start_timeout`) passed (503 + `Retry-After`).
+    async fn wait_held(
+        &self,
+        name: &str,
+        waiting: &mut Waiting,
+        deadline: tokio::time::Instant,
+    ) -> Result<Permit, GatewayError> {
+        let mut snapshots = self.catalog.subscribe();
+        loop {
+            let snap = snapshots.borrow_and_update().clone();
+            let Some(view) = crate::catalog::view(&snap, name, &self.catalog.defaults()) else {
+                Stats::bump(&self.stats.not_found);
+                return Err(GatewayError::not_found(name));
+            };
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if view.healthy == 0 {
+                tokio::select! {
+                    permit = waiting.granted() => return Ok(permit),
+                    outcome = self.cold.wait_ready(name, remaining) => match outcome {
+                        Outcome::Ready { .. } => continue,
+                        Outcome::TimedOut => {
+                            return Err(self.held_too_long(name, view.cold_start_timeout, "no ready replica"))
+                        }
+                        Outcome::Unknown => {
+                            Stats::bump(&self.stats.not_found);
+                            return Err(GatewayError::not_found(name));
+                        }
+                        Outcome::Refused(message) => {
+                            return Err(GatewayError::new(
+                                ErrorKind::Unavailable,
+                                format!("function `{name}` could not be started: {message}"),
+                            )
+                            .for_function(name)
+                            .retry_after(self.settings.cold_start_retry_after));
+                        }
+                    },
+                }
+            } else {
+                tokio::select! {
+                    permit = waiting.granted() => return Ok(permit),
+                    changed = snapshots.changed() => {
+                        if changed.is_err() {
+                            // No more snapshots: only a place or the deadline can end the wait.
+                            return tokio::select! {
+                                permit = waiting.granted() => Ok(permit),
+                                _ = tokio::time::sleep_until(deadline) => Err(self.held_too_long(
+                                    name, view.cold_start_timeout, "no free place behind the calls held before it")),
+                            };
+                        }
+                    }
+                    _ = tokio::time::sleep_until(deadline) => {
+                        return Err(self.held_too_long(
+                            name,
+                            view.cold_start_timeout,
+                            "no free place behind the calls held before it",
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The 503 of a held call whose `cold_start_timeout` passed.
+    fn held_too_long(&self, name: &str, timeout: Duration, why: &str) -> GatewayError {
+        Stats::bump(&self.stats.cold_start_timeouts);
+        tracing::warn!(function = %name, timeout_ms = timeout.as_millis() as u64, why, "held call timed out");
+        GatewayError::new(
+            ErrorKind::Unavailable,
+            format!(
+                "function `{name}` could not take the call within {} ms ({why}; cold start timed out)",
+                timeout.as_millis()
+            ),
+        )
+        .for_function(name)
+        .retry_after(self.settings.cold_start_retry_after)
     }
 
     /// Reads a chunked body, refusing it (413) as soon as it passes `max`.
@@ -405,6 +465,7 @@ impl ProxyHttp for Gateway {
             target: Target::Local,
             function: None,
             cold_start: false,
+            permit: None,
             _in_flight: self.in_flight.enter(),
         }
     }

@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use redis::AsyncCommands;
-use serde::Deserialize;
+use sluice_common::load::{self, field, Signal};
 use tokio_util::sync::CancellationToken;
 
 use crate::functions::Supervisor;
-use policy::{Now, Sample, State};
+use policy::{Now, Rates, Sample, State};
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -25,15 +25,25 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// A queueing signal from the stats-listener.
-#[derive(Debug, Deserialize)]
-struct Signal {
-    function: String,
-    pending: f64,
-    #[serde(default)]
-    active: f64,
-    #[serde(default)]
-    unix_ms: u64,
+/// One load window as the stats-listener wrote it (`<instance>:load:<fn>`); `None` when the
+/// hash has no window.
+fn window_sample(load: &HashMap<String, String>) -> Option<Sample> {
+    let num = |k: &str| load.get(k).and_then(|v| v.parse::<f64>().ok());
+    let end = num(field::WINDOW_END_UNIX_MS)?;
+    let active = num(field::ACTIVE)?;
+    let gateways = num(field::GATEWAYS).unwrap_or(0.0);
+    let samples = num(field::LATENCY_SAMPLES).unwrap_or(0.0);
+    Some(Sample {
+        unix_ms: end as u64,
+        active,
+        pending: num(field::PENDING).unwrap_or(0.0),
+        held: num(field::HELD).unwrap_or(0.0),
+        rates: Some(Rates {
+            arrivals: (gateways > 0.0).then(|| num(field::ARRIVAL_RPS).unwrap_or(0.0)),
+            finished: num(field::RPS).unwrap_or(0.0),
+            service_ms: num(field::MEAN_MS).filter(|ms| samples > 0.0 && *ms > 0.0),
+        }),
+    })
 }
 
 pub struct Autoscaler {
@@ -89,24 +99,19 @@ impl Autoscaler {
             }
             let name = f.spec.name.clone();
             let load: HashMap<String, String> =
-                conn.hgetall(format!("{}:load:{name}", self.prefix)).await?;
-            let num = |k: &str| load.get(k).and_then(|v| v.parse::<f64>().ok());
+                conn.hgetall(load::load_key(&self.prefix, &name)).await?;
             let mut states = self.states.lock().await;
             let st = states.entry(name.clone()).or_default();
-            if let (Some(end), Some(active)) = (num("window_end_unix_ms"), num("active")) {
+            if let Some(sample) = window_sample(&load) {
                 // A window older than two periods is stale (the listener stopped writing).
-                if now.saturating_sub(end as u64) < 2_000 {
-                    st.observe(
-                        Sample {
-                            unix_ms: end as u64,
-                            active,
-                            pending: num("pending").unwrap_or(0.0),
-                        },
-                        s.stable_window,
-                    );
+                if now.saturating_sub(sample.unix_ms) < 2_000 {
+                    st.observe(sample, s.stable_window);
                 }
             }
-            let last_request = num("last_request_unix_ms").unwrap_or(0.0) as u64;
+            let last_request = load
+                .get(field::LAST_REQUEST_UNIX_MS)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0) as u64;
             let decision = st.decide(
                 s,
                 Now {
@@ -121,8 +126,11 @@ impl Autoscaler {
             st.last_target = Some(decision.target);
             drop(states);
             if (changed || urgent) && decision.target != f.desired {
+                let b = decision.basis;
                 tracing::info!(function = %name, from = f.desired, to = decision.target,
-                    panicking = decision.panicking, reason = decision.reason, "autoscale");
+                    panicking = decision.panicking, reason = decision.reason,
+                    demand = b.demand, arrival_rps = b.arrival_rps, service_ms = b.service_ms,
+                    backlog = b.backlog, "autoscale");
                 if let Err(e) = self.sup.autoscale(&name, decision.target).await {
                     tracing::warn!(function = %name, error = %e, "autoscale not applied");
                 }
@@ -133,7 +141,7 @@ impl Autoscaler {
 
     /// Applies queueing signals at once (scale-up only).
     async fn signals(self: Arc<Self>, stop: CancellationToken) {
-        let channel = format!("{}:scale-signal", self.prefix);
+        let channel = load::signal_channel(&self.prefix);
         let mut wait = Duration::from_millis(200);
         loop {
             let pubsub = async {
@@ -193,6 +201,8 @@ impl Autoscaler {
                     unix_ms: if sig.unix_ms > 0 { sig.unix_ms } else { now },
                     active: sig.active,
                     pending: sig.pending,
+                    held: sig.held,
+                    rates: None,
                 },
                 s.stable_window,
             );
@@ -209,8 +219,10 @@ impl Autoscaler {
             d
         };
         if decision.target > f.desired {
+            let b = decision.basis;
             tracing::info!(function = %sig.function, from = f.desired, to = decision.target,
-                pending = sig.pending, "autoscale: queueing signal");
+                pending = sig.pending, held = sig.held, demand = b.demand,
+                arrival_rps = b.arrival_rps, service_ms = b.service_ms, "autoscale: queueing signal");
             if let Err(e) = self.sup.autoscale(&sig.function, decision.target).await {
                 tracing::warn!(function = %sig.function, error = %e, "autoscale not applied");
             }

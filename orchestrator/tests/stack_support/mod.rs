@@ -3,6 +3,8 @@
 //! and function folders of the test's own. Torn down (function containers included) on drop.
 #![allow(dead_code)]
 
+pub mod load;
+
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;

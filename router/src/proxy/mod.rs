@@ -81,6 +81,9 @@ pub struct RequestCtx {
     /// Status of the router's own reply, when it wrote one.
     own_status: Option<u16>,
     started: Instant,
+    /// When the request got its replica slot: the service time (what statsD reports as
+    /// `upstream_rq_time`, as Envoy does) runs from here, without the queue wait.
+    leased_at: Option<Instant>,
     _guard: RequestGuard,
 }
 
@@ -96,6 +99,7 @@ impl RequestCtx {
             pending_reply: None,
             own_status: None,
             started: Instant::now(),
+            leased_at: None,
             _guard: guard,
         }
     }
@@ -132,6 +136,7 @@ impl RequestCtx {
         match cluster.acquire(self.failed.clone()).await {
             Ok(lease) => {
                 self.lease = Some(lease);
+                self.leased_at = Some(Instant::now());
                 Ok(())
             }
             Err(e) => Err(Reply::from_error(&e, self.function.as_deref())),
@@ -217,6 +222,7 @@ impl ProxyHttp for RouterProxy {
         match cluster.acquire(None).await {
             Ok(lease) => {
                 ctx.lease = Some(lease);
+                ctx.leased_at = Some(Instant::now());
                 if session.is_upgrade_req() {
                     upgrade::serve(session, ctx).await;
                     return Ok(true);
@@ -332,8 +338,10 @@ impl ProxyHttp for RouterProxy {
         let elapsed = ctx.started.elapsed();
         if let Some(cluster) = &ctx.cluster {
             cluster.stats.counters.record(status, elapsed);
-            if self.statsd.is_some() {
-                cluster.stats.samples.record(elapsed);
+            // Only a request that reached a replica has a service time (the autoscaler sizes
+            // replicas with it); the first slot is counted from after a connect retry too.
+            if let (Some(_), Some(leased)) = (self.statsd.as_ref(), ctx.leased_at) {
+                cluster.stats.samples.record(leased.elapsed());
             }
         }
         if let Some(lease) = ctx.lease.take() {

@@ -7,7 +7,7 @@
 //! | `cluster.<fn>.upstream_rq_pending_active` | gauge | requests waiting in the queue |
 //! | `cluster.<fn>.upstream_rq_total` | counter | finished requests |
 //! | `cluster.<fn>.upstream_rq_2xx` / `_4xx` / `_5xx` | counter | by status class |
-//! | `cluster.<fn>.upstream_rq_time` | timer (ms) | one sample per request |
+//! | `cluster.<fn>.upstream_rq_time` | timer (ms) | service time: from the replica slot to the response, without the queue wait; one sample per request that reached a replica |
 //! | `cluster.<fn>.endpoint.<id>.upstream_rq_active` | gauge | in flight per replica |
 //!
 //! The request path touches no socket and no queue: it only adds its latency to the cluster's
@@ -30,6 +30,7 @@ use cadence::{BufferedUdpMetricSink, MetricSink, QueuingMetricSink, SinkStats, S
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Registry;
+use sluice_common::load::metric;
 
 /// Lines waiting for the sender thread; beyond this, lines are dropped.
 const QUEUE_CAPACITY: usize = 4 * 1024;
@@ -166,21 +167,21 @@ pub async fn run(
             let active = st.active.load(std::sync::atomic::Ordering::Relaxed);
             let pending = st.pending.load(std::sync::atomic::Ordering::Relaxed);
             let _ = client
-                .gauge_with_tags(&format!("cluster.{f}.upstream_rq_active"), active)
-                .with_tag("router", tag)
+                .gauge_with_tags(&metric::name(&f, metric::ACTIVE), active)
+                .with_tag(metric::ROUTER_TAG, tag)
                 .try_send();
             let _ = client
-                .gauge_with_tags(&format!("cluster.{f}.upstream_rq_pending_active"), pending)
-                .with_tag("router", tag)
+                .gauge_with_tags(&metric::name(&f, metric::PENDING), pending)
+                .with_tag(metric::ROUTER_TAG, tag)
                 .try_send();
             let c = st.counters.snapshot();
             let now = [c.requests, c.status_2xx, c.status_4xx, c.status_5xx];
             let before = reported.get(&f).copied().unwrap_or([0; 4]);
             for (i, name) in [
-                "upstream_rq_total",
-                "upstream_rq_2xx",
-                "upstream_rq_4xx",
-                "upstream_rq_5xx",
+                metric::TOTAL,
+                metric::STATUS_2XX,
+                metric::STATUS_4XX,
+                metric::STATUS_5XX,
             ]
             .iter()
             .enumerate()
@@ -188,8 +189,8 @@ pub async fn run(
                 let delta = now[i].saturating_sub(before[i]);
                 if delta > 0 {
                     let _ = client
-                        .count_with_tags(&format!("cluster.{f}.{name}"), delta)
-                        .with_tag("router", tag)
+                        .count_with_tags(&metric::name(&f, name), delta)
+                        .with_tag(metric::ROUTER_TAG, tag)
                         .try_send();
                 }
             }
@@ -201,10 +202,13 @@ pub async fn run(
             for ep in cluster.endpoint_views() {
                 let _ = client
                     .gauge_with_tags(
-                        &format!("cluster.{f}.endpoint.{}.upstream_rq_active", ep.id),
+                        &metric::name(
+                            &f,
+                            &format!("{}{}.{}", metric::ENDPOINT_PREFIX, ep.id, metric::ACTIVE),
+                        ),
                         u64::from(ep.in_flight),
                     )
-                    .with_tag("router", tag)
+                    .with_tag(metric::ROUTER_TAG, tag)
                     .try_send();
             }
             seen.push(f);
@@ -221,11 +225,11 @@ pub async fn run(
 fn timer_line(function: &str, values: &[u32], node: &str) -> String {
     use std::fmt::Write;
     let mut line = String::with_capacity(48 + values.len() * 5 + node.len());
-    let _ = write!(line, "cluster.{function}.upstream_rq_time");
+    let _ = write!(line, "cluster.{function}.{}", metric::TIME);
     for v in values {
         let _ = write!(line, ":{v}");
     }
-    let _ = write!(line, "|ms|#router:{node}");
+    let _ = write!(line, "|ms|#{}:{node}", metric::ROUTER_TAG);
     line
 }
 

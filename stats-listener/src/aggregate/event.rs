@@ -10,6 +10,8 @@ pub enum GaugeId {
     Pending,
     /// `endpoint.<id>.upstream_rq_active`.
     Endpoint(String),
+    /// `gateway_rq_held`.
+    Held,
 }
 
 /// Which counter.
@@ -19,6 +21,8 @@ pub enum CounterId {
     Status2xx,
     Status4xx,
     Status5xx,
+    /// `gateway_rq_arrived`.
+    Arrived,
 }
 
 /// A gauge update.
@@ -42,7 +46,8 @@ pub enum Update {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     pub function: String,
-    /// The `router:<node-id>` tag ("" when the sender did not tag its lines).
+    /// The sender: the `router:<node-id>` tag, or `gateway:<node-id>` for a gateway's lines
+    /// ("" when the sender did not tag its lines).
     pub router: String,
     pub update: Update,
 }

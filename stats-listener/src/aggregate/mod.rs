@@ -103,14 +103,16 @@ impl Aggregator {
                 self.stats.over_limit.fetch_add(1, Relaxed);
                 None
             }
-            Applied::PendingChanged => {
+            Applied::BacklogChanged => {
                 let pending = f.pending(now, s.gauge_expiry);
+                let held = f.held(now, s.gauge_expiry);
                 f.throttle
-                    .on_update(pending, now, s.signal_interval)
+                    .on_update(pending + held, now, s.signal_interval)
                     .then(|| Signal {
                         function: ev.function,
-                        pending: Num(pending),
-                        active: Num(f.active(now, s.gauge_expiry)),
+                        pending: Num(pending).rounded(),
+                        active: Num(f.active(now, s.gauge_expiry)).rounded(),
+                        held: Num(held).rounded(),
                         unix_ms,
                     })
             }

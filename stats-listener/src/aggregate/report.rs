@@ -12,7 +12,8 @@ use serde::{Serialize, Serializer};
 pub struct Num(pub f64);
 
 impl Num {
-    fn rounded(self) -> f64 {
+    /// The value as written: rounded to 3 decimals.
+    pub fn rounded(self) -> f64 {
         let r = (self.0 * 1000.0).round() / 1000.0;
         if r == 0.0 {
             0.0 // no "-0"
@@ -61,8 +62,14 @@ pub struct WindowReport {
     pub active_max: Num,
     /// Highest `pending` seen during the window.
     pub pending_max: Num,
+    /// Held at gateways at the window end (sum over live gateways).
+    pub held: Num,
+    /// Highest `held` seen during the window.
+    pub held_max: Num,
     /// `rq_total` per second of the configured window length.
     pub rps: Num,
+    /// Calls arrived at gateways per second of the configured window length.
+    pub arrival_rps: Num,
     /// `upstream_rq_total` counted in the window (sample rates applied).
     pub rq_total: Num,
     pub rq_2xx: Num,
@@ -72,6 +79,8 @@ pub struct WindowReport {
     pub p50_ms: Num,
     pub p95_ms: Num,
     pub p99_ms: Num,
+    /// Mean of every latency sample of the window (0 when none).
+    pub mean_ms: Num,
     /// Latency samples received in the window.
     pub latency_samples: u64,
     /// End of the last window with traffic (requests, latency samples, or active / pending
@@ -79,6 +88,8 @@ pub struct WindowReport {
     pub last_request_unix_ms: u64,
     /// Routers whose gauges for this function are live.
     pub routers: u64,
+    /// Gateways whose held gauge for this function is live (they count arrivals).
+    pub gateways: u64,
     /// In flight per endpoint (replica) id, summed over routers.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub endpoints: BTreeMap<String, Num>,
@@ -87,31 +98,40 @@ pub struct WindowReport {
 impl WindowReport {
     /// Fields of the hash `<instance>:load:<fn>`; endpoints as `endpoint.<id>.active`.
     pub fn hash_fields(&self) -> Vec<(String, String)> {
-        let mut f: Vec<(String, String)> = vec![
+        use sluice_common::load::field;
+        let mut f: Vec<(String, String)> = [
             (
-                "window_end_unix_ms".into(),
+                field::WINDOW_END_UNIX_MS,
                 self.window_end_unix_ms.to_string(),
             ),
-            ("window_ms".into(), self.window_ms.to_string()),
-            ("active".into(), self.active.to_string()),
-            ("pending".into(), self.pending.to_string()),
-            ("active_max".into(), self.active_max.to_string()),
-            ("pending_max".into(), self.pending_max.to_string()),
-            ("rps".into(), self.rps.to_string()),
-            ("rq_total".into(), self.rq_total.to_string()),
-            ("rq_2xx".into(), self.rq_2xx.to_string()),
-            ("rq_4xx".into(), self.rq_4xx.to_string()),
-            ("rq_5xx".into(), self.rq_5xx.to_string()),
-            ("p50_ms".into(), self.p50_ms.to_string()),
-            ("p95_ms".into(), self.p95_ms.to_string()),
-            ("p99_ms".into(), self.p99_ms.to_string()),
-            ("latency_samples".into(), self.latency_samples.to_string()),
+            (field::WINDOW_MS, self.window_ms.to_string()),
+            (field::ACTIVE, self.active.to_string()),
+            (field::PENDING, self.pending.to_string()),
+            (field::ACTIVE_MAX, self.active_max.to_string()),
+            (field::PENDING_MAX, self.pending_max.to_string()),
+            (field::HELD, self.held.to_string()),
+            (field::HELD_MAX, self.held_max.to_string()),
+            (field::RPS, self.rps.to_string()),
+            (field::ARRIVAL_RPS, self.arrival_rps.to_string()),
+            (field::RQ_TOTAL, self.rq_total.to_string()),
+            (field::RQ_2XX, self.rq_2xx.to_string()),
+            (field::RQ_4XX, self.rq_4xx.to_string()),
+            (field::RQ_5XX, self.rq_5xx.to_string()),
+            (field::P50_MS, self.p50_ms.to_string()),
+            (field::P95_MS, self.p95_ms.to_string()),
+            (field::P99_MS, self.p99_ms.to_string()),
+            (field::MEAN_MS, self.mean_ms.to_string()),
+            (field::LATENCY_SAMPLES, self.latency_samples.to_string()),
             (
-                "last_request_unix_ms".into(),
+                field::LAST_REQUEST_UNIX_MS,
                 self.last_request_unix_ms.to_string(),
             ),
-            ("routers".into(), self.routers.to_string()),
-        ];
+            (field::ROUTERS, self.routers.to_string()),
+            (field::GATEWAYS, self.gateways.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
         for (id, v) in &self.endpoints {
             f.push((format!("endpoint.{id}.active"), v.to_string()));
         }

@@ -16,6 +16,7 @@ use crate::aggregate::event::{CounterId, Event, GaugeId, GaugeOp, Update};
 use crate::ratelimit::LogEvery;
 use crate::schema::{classify, Known};
 use crate::stats::Stats;
+use sluice_common::load::metric;
 
 /// Parses one packet: counts every line, returns the events of the known metrics.
 pub fn parse_packet(packet: &[u8], stats: &Stats, log: &mut LogEvery) -> Vec<Event> {
@@ -52,7 +53,12 @@ fn classify_line(line: &Line<'_>, stats: &Stats, out: &mut Vec<Event>) {
         return;
     }
     stats.known_metrics.fetch_add(1, Relaxed);
-    let router = line.tag("router").unwrap_or("");
+    let router = match line.tag(metric::ROUTER_TAG) {
+        Some(r) => r.to_string(),
+        None => line
+            .tag(metric::GATEWAY_TAG)
+            .map_or_else(String::new, |g| format!("gateway:{g}")),
+    };
     for v in line.values() {
         let update = match (name.metric, v) {
             (Known::Active, Value::GaugeSet(x)) => Update::Gauge(GaugeId::Active, GaugeOp::Set(x)),
@@ -71,6 +77,9 @@ fn classify_line(line: &Line<'_>, stats: &Stats, out: &mut Vec<Event>) {
             (Known::EndpointActive(id), Value::GaugeDelta(x)) => {
                 Update::Gauge(GaugeId::Endpoint(id.to_string()), GaugeOp::Delta(x))
             }
+            (Known::Held, Value::GaugeSet(x)) => Update::Gauge(GaugeId::Held, GaugeOp::Set(x)),
+            (Known::Held, Value::GaugeDelta(x)) => Update::Gauge(GaugeId::Held, GaugeOp::Delta(x)),
+            (Known::Arrived, Value::Count(n)) => Update::Count(CounterId::Arrived, n),
             (Known::Total, Value::Count(n)) => Update::Count(CounterId::Total, n),
             (Known::Status2xx, Value::Count(n)) => Update::Count(CounterId::Status2xx, n),
             (Known::Status4xx, Value::Count(n)) => Update::Count(CounterId::Status4xx, n),
@@ -81,7 +90,7 @@ fn classify_line(line: &Line<'_>, stats: &Stats, out: &mut Vec<Event>) {
         };
         out.push(Event {
             function: name.function.to_string(),
-            router: router.to_string(),
+            router: router.clone(),
             update,
         });
     }

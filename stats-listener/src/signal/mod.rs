@@ -1,32 +1,23 @@
 //! Scale signals: the orchestrator hears about queueing the moment it appears, not at the
 //! window end.
 //!
-//! When a function's total `pending` (summed over live routers) goes from 0 to above 0, the
-//! aggregator emits a [`Signal`] at once; while it stays above 0, further updates emit at most
-//! one signal per interval (100 ms by default). [`publish`] PUBLISHes each signal as JSON on
-//! `<instance>:scale-signal`:
+//! When a function's backlog (`pending` summed over live routers plus `held` summed over live
+//! gateways) goes from 0 to above 0, the aggregator emits a [`Signal`] at once; while it stays
+//! above 0, further updates emit at most one signal per interval (100 ms by default).
+//! [`publish`] PUBLISHes each signal as JSON on `<instance>:scale-signal`:
 //!
 //! ```json
-//! {"function":"hello","pending":3,"active":8,"unix_ms":1700000000123}
+//! {"function":"hello","pending":3.0,"active":8.0,"held":0.0,"unix_ms":1700000000123}
 //! ```
 
 pub mod publish;
 
 use std::time::Duration;
 
-use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::aggregate::Num;
-
-/// Payload published on the scale-signal channel.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Signal {
-    pub function: String,
-    pub pending: Num,
-    pub active: Num,
-    pub unix_ms: u64,
-}
+/// Payload published on the scale-signal channel (the contract lives in `sluice_common`).
+pub use sluice_common::load::Signal;
 
 /// Decides when a function's pending level deserves a signal (see the module doc).
 #[derive(Debug, Default)]
@@ -101,13 +92,14 @@ mod tests {
     fn signal_json_has_the_documented_shape() {
         let s = Signal {
             function: "hello".into(),
-            pending: Num(3.0),
-            active: Num(8.0),
+            pending: 3.0,
+            active: 8.0,
+            held: 0.5,
             unix_ms: 1_700_000_000_123,
         };
         assert_eq!(
             serde_json::to_string(&s).expect("json"),
-            r#"{"function":"hello","pending":3,"active":8,"unix_ms":1700000000123}"#
+            r#"{"function":"hello","pending":3.0,"active":8.0,"held":0.5,"unix_ms":1700000000123}"#
         );
     }
 }

@@ -29,12 +29,12 @@ impl Keys {
 
     /// Hash with the last window of `function`.
     pub fn load(&self, function: &str) -> String {
-        format!("{}:load:{function}", self.instance)
+        sluice_common::load::load_key(&self.instance, function)
     }
 
     /// List of the last windows of `function` (JSON, newest first).
     pub fn history(&self, function: &str) -> String {
-        format!("{}:load:{function}:history", self.instance)
+        sluice_common::load::history_key(&self.instance, function)
     }
 
     /// Hash with the listener's own counters.
@@ -44,7 +44,7 @@ impl Keys {
 
     /// Pub/sub channel of scale signals.
     pub fn signal_channel(&self) -> String {
-        format!("{}:scale-signal", self.instance)
+        sluice_common::load::signal_channel(&self.instance)
     }
 }
 
