@@ -90,12 +90,26 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
+    /// A redis-server on a free port. A port found free can be taken by another process
+    /// before redis-server binds it: then another free port is tried.
     pub fn start() -> RedisServer {
-        Self::start_on(free_port())
+        for _ in 0..5 {
+            if let Some(r) = Self::try_start_on(free_port()) {
+                return r;
+            }
+        }
+        panic!("redis-server did not start on any of 5 free ports");
     }
 
     /// On a given port: to bring Redis back (empty) where a component expects it.
     pub fn start_on(port: u16) -> RedisServer {
+        Self::try_start_on(port).unwrap_or_else(|| panic!("redis-server did not start on {port}"))
+    }
+
+    /// Starts redis-server on `port` and waits until it answers PING itself (a connection
+    /// to the port alone could reach another process holding it); `None` when it exited or
+    /// did not answer within 10 s.
+    fn try_start_on(port: u16) -> Option<RedisServer> {
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -111,18 +125,22 @@ impl RedisServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server must be installed (make deps)");
+        let mut guard = ChildGuard(Some(child));
         let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "redis-server did not start"
-            );
+        while start.elapsed() < Duration::from_secs(10) {
+            let exited = guard
+                .0
+                .as_mut()
+                .is_none_or(|c| !matches!(c.try_wait(), Ok(None)));
+            if exited {
+                return None;
+            }
+            if redis_pong(port) {
+                return Some(RedisServer { port, child: guard });
+            }
             std::thread::sleep(Duration::from_millis(10));
         }
-        RedisServer {
-            port,
-            child: ChildGuard(Some(child)),
-        }
+        None
     }
 
     /// Stops it with SIGTERM (an outage) and waits for it to exit.
@@ -133,6 +151,17 @@ impl RedisServer {
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
+}
+
+/// True when a Redis server answers PING on `127.0.0.1:port`.
+fn redis_pong(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = c.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut buf = [0u8; 7];
+    c.write_all(b"PING\r\n").is_ok() && c.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
 }
 
 /// The workspace root (tests find the repo's functions, compose file and binaries from it).

@@ -42,6 +42,7 @@ fn window_sample(load: &HashMap<String, String>) -> Option<Sample> {
             arrivals: (gateways > 0.0).then(|| num(field::ARRIVAL_RPS).unwrap_or(0.0)),
             finished: num(field::RPS).unwrap_or(0.0),
             service_ms: num(field::MEAN_MS).filter(|ms| samples > 0.0 && *ms > 0.0),
+            served: samples,
         }),
     })
 }
@@ -221,7 +222,7 @@ impl Autoscaler {
         if decision.target > f.desired {
             let b = decision.basis;
             tracing::info!(function = %sig.function, from = f.desired, to = decision.target,
-                pending = sig.pending, held = sig.held, demand = b.demand,
+                pending = sig.pending, held = sig.held, backlog = b.backlog, demand = b.demand,
                 arrival_rps = b.arrival_rps, service_ms = b.service_ms, "autoscale: queueing signal");
             if let Err(e) = self.sup.autoscale(&sig.function, decision.target).await {
                 tracing::warn!(function = %sig.function, error = %e, "autoscale not applied");

@@ -5,9 +5,10 @@
 //!   gateway counts them) times the service time `s` (the routers' mean time from replica
 //!   slot to response, queue wait excluded), plus the backlog (calls held at gateways and
 //!   queued at routers) drained over [`backlog_drain`] (a third of `cold_start_timeout`, so
-//!   held calls are served well inside their wait). The backlog's share is at most
-//!   [`BACKLOG_SHARE`] of `λ × s`: calls that piled up during a cold start add a bounded
-//!   margin, never a replica per queued call. Before any service time was observed, demand
+//!   held calls are served well inside their wait). The slots that the replicas sized for
+//!   `λ × s` leave free (the utilization target's headroom) drain the backlog first; only
+//!   what they cannot drain in time adds demand, at most [`BACKLOG_SHARE`] of `λ × s`: calls
+//!   that piled up during a cold start add a bounded margin, never a replica per call. Before any service time was observed, demand
 //!   is the measured concurrency (in flight + queued at routers), as in Knative.
 //! * Capacity of one replica = `target_concurrency × target_utilization`;
 //!   `want(d) = ceil(d / capacity)`, clamped to `[min_replicas, max_replicas]`.
@@ -54,6 +55,8 @@ pub struct Rates {
     pub finished: f64,
     /// Mean service time of the window's calls, ms; `None` when none finished.
     pub service_ms: Option<f64>,
+    /// Calls the mean is over.
+    pub served: f64,
 }
 
 impl Rates {
@@ -92,7 +95,7 @@ pub struct State {
     samples: VecDeque<Sample>,
     panic_until_ms: Option<u64>,
     /// The last service time observed, seconds (kept across windows without finished calls).
-    service_s: Option<f64>,
+    last_service_s: Option<f64>,
     /// The policy's previous answer (for edge-triggered application).
     pub last_target: Option<u32>,
 }
@@ -136,7 +139,7 @@ impl State {
     pub fn observe(&mut self, s: Sample, stable_window: Duration) {
         if let Some(ms) = s.rates.and_then(|r| r.service_ms) {
             if ms.is_finite() && ms > 0.0 {
-                self.service_s = Some(ms / 1000.0);
+                self.last_service_s = Some(ms / 1000.0);
             }
         }
         // Windows and signals arrive from two paths: keep the samples in time order.
@@ -168,15 +171,41 @@ impl State {
         }
     }
 
+    /// The service time in seconds: the mean over every call finished since `from_ms` (each
+    /// window weighted by its calls, so one window with a replica's slow first call does not
+    /// stand for the load), else the last one observed.
+    fn service_since(&self, from_ms: u64) -> Option<f64> {
+        let (sum, n) = self
+            .samples
+            .iter()
+            .filter(|s| s.unix_ms >= from_ms)
+            .filter_map(|s| s.rates)
+            .filter_map(|r| {
+                let ms = r.service_ms?;
+                (ms.is_finite() && ms > 0.0 && r.served > 0.0).then_some((ms * r.served, r.served))
+            })
+            .fold((0.0, 0.0), |(sum, n), (x, k)| (sum + x, n + k));
+        if n > 0.0 {
+            Some(sum / n / 1000.0)
+        } else {
+            self.last_service_s
+        }
+    }
+
     /// The demand (calls that should be in flight) over the samples since `from_ms`, with
     /// `backlog` calls waiting now (see the module docs).
-    fn demand_since(&self, from_ms: u64, backlog: f64, drain: Duration) -> f64 {
-        match self.service_s {
+    fn demand_since(&self, p: &Scaling, from_ms: u64, backlog: f64) -> f64 {
+        match self.service_since(from_ms) {
             Some(s) => {
                 let lambda = self.average_since(from_ms, |x| x.rates.map(|r| r.lambda()));
                 let base = lambda * s;
-                let catch_up = backlog * s / drain.as_secs_f64().max(0.001);
-                base + catch_up.min(base * BACKLOG_SHARE)
+                // The replicas the arrivals need leave slots free (the utilization target's
+                // headroom): they drain the backlog for nothing. Only what they cannot drain
+                // within the bound asks for more, and at most a share of the arrival demand.
+                let capacity = (p.target_concurrency * p.target_utilization).max(f64::MIN_POSITIVE);
+                let spare = ((base / capacity).ceil() * p.target_concurrency - base).max(0.0);
+                let catch_up = backlog * s / backlog_drain(p).as_secs_f64();
+                base + (catch_up - spare).clamp(0.0, base * BACKLOG_SHARE)
             }
             None => self.average_since(from_ms, |x| Some(x.concurrency())),
         }
@@ -205,12 +234,11 @@ impl State {
         let latest = self.latest();
         let backlog = latest.map(|s| s.backlog()).unwrap_or(0.0);
         let active = latest.map(|s| s.active).unwrap_or(0.0);
-        let drain = backlog_drain(p);
-        let d_stable = self.demand_since(stable_from, backlog, drain);
-        let d_panic = self.demand_since(panic_from, backlog, drain);
+        let d_stable = self.demand_since(p, stable_from, backlog);
+        let d_panic = self.demand_since(p, panic_from, backlog);
 
         let arrival_rps = self.average_since(panic_from, |x| x.rates.map(|r| r.lambda()));
-        let service_ms = self.service_s.map(|s| s * 1000.0);
+        let service_ms = self.service_since(panic_from).map(|s| s * 1000.0);
         let basis = |demand: f64| Basis {
             demand,
             arrival_rps,
@@ -312,6 +340,7 @@ mod tests {
                         arrivals: Some(x.arrivals),
                         finished,
                         service_ms: x.service_ms,
+                        served: finished,
                     }),
                 },
                 p.stable_window,
@@ -383,14 +412,54 @@ mod tests {
                 w(10.0, 0.0, backlog, 50.0, Some(200.0)),
             );
         }
-        assert!(
-            peak > NEED_50RPS_200MS,
-            "the backlog is drained with a margin: {peak}"
-        );
+        assert!(peak >= NEED_50RPS_200MS, "peak {peak}");
         assert!(
             f64::from(peak) <= 1.5 * f64::from(NEED_50RPS_200MS),
             "peak {peak} within 1.5 × the arrival-rate need"
         );
+    }
+
+    #[test]
+    fn a_new_replicas_slow_first_calls_do_not_stand_for_the_service_time() {
+        let p = scaling();
+        let mut st = State::default();
+        // A window with 4 calls at 450 ms (a new replica's first ones), then 50 at 200 ms.
+        let window = |t: u64, served: f64, ms: f64| Sample {
+            unix_ms: t * 1000,
+            active: 10.0,
+            pending: 0.0,
+            held: 0.0,
+            rates: Some(Rates {
+                arrivals: Some(50.0),
+                finished: served,
+                service_ms: Some(ms),
+                served,
+            }),
+        };
+        st.observe(window(0, 4.0, 450.0), p.stable_window);
+        st.observe(window(1, 50.0, 200.0), p.stable_window);
+        st.observe(window(2, 50.0, 200.0), p.stable_window);
+        let d = st.decide(&p, now(2, 4, 4, 2));
+        let service = d.basis.service_ms.expect("observed");
+        assert!(
+            (service - 209.6).abs() < 0.1,
+            "weighted by calls: {service}"
+        );
+        assert_eq!(d.target, NEED_50RPS_200MS);
+    }
+
+    #[test]
+    fn a_backlog_the_headroom_cannot_drain_in_time_adds_replicas() {
+        let p = scaling();
+        // 50 calls/s of 200 ms need 4 replicas: 16 slots, 6 free for a backlog, which
+        // drain 30 calls/s. 200 waiting drain within 10 s: nothing more.
+        let mut st = State::default();
+        feed(&mut st, &p, 0, 3, w(10.0, 0.0, 200.0, 50.0, Some(200.0)));
+        assert_eq!(st.decide(&p, now(3, 4, 4, 3)).target, NEED_50RPS_200MS);
+        // 600 waiting would take 20 s: more, by at most a quarter of the demand → 5.
+        let mut st = State::default();
+        feed(&mut st, &p, 0, 3, w(10.0, 0.0, 600.0, 50.0, Some(200.0)));
+        assert_eq!(st.decide(&p, now(3, 4, 4, 3)).target, 5);
     }
 
     #[test]
@@ -459,6 +528,7 @@ mod tests {
                         arrivals: None,
                         finished: 50.0,
                         service_ms: Some(200.0),
+                        served: 50.0,
                     }),
                 },
                 p.stable_window,

@@ -167,7 +167,8 @@ impl ComposeStack {
     }
 
     /// The highest replica count the autoscaler asked for `function` (its log: every
-    /// applied decision is logged with `to`), and the decisions as `from → to (reason)`.
+    /// applied decision is logged with `to`), and the decisions as `from → to (reason and
+    /// the numbers it rests on)`.
     pub fn peak_desired(&self, function: &str) -> (u64, Vec<String>) {
         let mut peak = 0;
         let mut steps = Vec::new();
@@ -176,10 +177,15 @@ impl ComposeStack {
             if msg == "autoscale" || msg == "autoscale: queueing signal" {
                 let to = v["to"].as_u64().unwrap_or(0);
                 peak = peak.max(to);
+                let num = |k: &str| v[k].as_f64().map_or("-".to_string(), |x| format!("{x:.1}"));
                 steps.push(format!(
-                    "{} → {to} ({})",
+                    "{} → {to} ({}; demand {}, arrivals {}/s, service {} ms, backlog {})",
                     v["from"],
-                    v["reason"].as_str().unwrap_or(msg)
+                    v["reason"].as_str().unwrap_or(msg),
+                    num("demand"),
+                    num("arrival_rps"),
+                    num("service_ms"),
+                    num("backlog"),
                 ));
             }
         }

@@ -162,7 +162,10 @@ fn pending_signals_on_the_rising_edge_and_is_throttled() {
         .apply(gauge("f", "r", GaugeId::Pending, 3.0), ms(2), 42)
         .expect("0 -> 3 signals");
     assert_eq!(s.function, "f");
-    assert_eq!((s.pending, s.active, s.unix_ms), (Num(3.0), Num(8.0), 42));
+    assert_eq!(
+        (s.pending, s.active, s.held, s.unix_ms),
+        (3.0, 8.0, 0.0, 42)
+    );
     assert!(a
         .apply(gauge("f", "r", GaugeId::Pending, 4.0), ms(50), 1)
         .is_none());
@@ -173,7 +176,40 @@ fn pending_signals_on_the_rising_edge_and_is_throttled() {
     let s = a
         .apply(gauge("f", "r2", GaugeId::Pending, 1.0), ms(300), 1)
         .expect("still pending after the interval");
-    assert_eq!(s.pending, Num(5.0));
+    assert_eq!(s.pending, 5.0);
+}
+
+#[test]
+fn calls_held_at_a_gateway_signal_and_its_arrivals_give_the_arrival_rate() {
+    let t0 = Instant::now();
+    let (mut a, _) = agg(t0);
+    let ms = |n| t0 + Duration::from_millis(n);
+    // A cold start: nothing at the router, calls held at the gateway.
+    let s = a
+        .apply(gauge("f", "gateway:g1", GaugeId::Held, 12.0), ms(1), 7)
+        .expect("held calls signal at once");
+    assert_eq!((s.pending, s.held), (0.0, 12.0));
+    a.apply(
+        ev("f", "gateway:g1", Update::Count(CounterId::Arrived, 50.0)),
+        ms(2),
+        1,
+    );
+    for v in [200.0, 200.0, 260.0] {
+        a.apply(ev("f", "r1", Update::Latency(v)), ms(3), 1);
+    }
+    let r = &a.close_window(t0 + Duration::from_secs(1), 1).reports[0];
+    assert_eq!(r.held, Num(12.0));
+    assert_eq!(r.held_max, Num(12.0));
+    assert_eq!(r.arrival_rps, Num(50.0));
+    assert_eq!(r.mean_ms, Num(220.0));
+    assert_eq!(r.gateways, 1);
+    assert_eq!(r.routers, 0, "a gateway is not a router");
+    // Released: the backlog is gone; the gateway stays counted while its gauge is live.
+    a.apply(gauge("f", "gateway:g1", GaugeId::Held, 0.0), ms(1100), 1);
+    let r = &a.close_window(t0 + Duration::from_secs(2), 2).reports[0];
+    assert_eq!((r.held, r.held_max, r.gateways), (Num(0.0), Num(12.0), 1));
+    assert_eq!(r.arrival_rps, Num(0.0));
+    assert_eq!(r.mean_ms, Num(0.0), "no call finished in the window");
 }
 
 #[test]
