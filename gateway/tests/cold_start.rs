@@ -183,3 +183,80 @@ async fn wake_calls_are_retried_until_the_orchestrator_answers() {
     assert_eq!(r.headers()["x-sluice-cold-start"], "true");
     assert_eq!(orch.wakes(), vec!["late".to_string()]);
 }
+
+/// A burst held for a cold start is larger than the router's queue: the gateway releases it
+/// at the rate the replica takes it (its slots + half the queue), so the router never
+/// refuses a held call; released all at once, most would get 429 here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_held_burst_larger_than_the_router_queue_is_released_at_capacity_never_429() {
+    let replica = Replica::start().await;
+    let orch_port = sluice_common::testing::free_port();
+    let stack = Stack::start("gw-cold-burst", &format!("http://127.0.0.1:{orch_port}")).await;
+    let orch = Orchestrator::start_on(
+        orch_port,
+        stack.rest.clone(),
+        OnWake::RegisterWhenAllowed {
+            replica: replica.addr,
+        },
+    )
+    .await;
+    // 2 slots per replica, a router queue of 4 whose timeout is the function's (so before any
+    // call finished, each slot is assumed to drain one queued call in time): at most
+    // 2 + min(2, 4 / 2) = 4 forwarded at a time.
+    let mut cluster = cluster_json(20_000, 1 << 20);
+    cluster["max_concurrency"] = 2.into();
+    cluster["queue_size"] = 4.into();
+    cluster["queue_timeout_ms"] = 30_000.into();
+    register(&stack.rest, "hello", cluster, &[]).await;
+    stack.wait_synced().await;
+
+    let requests: Vec<_> = (0..40)
+        .map(|i| {
+            let url = stack.url(&format!("/hello/hold?i={i}"));
+            tokio::spawn(async move { http().get(url).send().await })
+        })
+        .collect();
+    let health = stack.url("/healthz");
+    let held = |n: u64| {
+        let url = health.clone();
+        async move {
+            let h: serde_json::Value = http().get(&url).send().await.ok()?.json().await.ok()?;
+            (h["held_now"]["hello"].as_u64() == Some(n)).then_some(())
+        }
+    };
+    wait_for("40 calls held", DEADLINE, || held(40)).await;
+    orch.allow_registration();
+    // The replica holds every call: exactly 4 leave the gateway (2 at the replica, 2 in the
+    // router's queue), 36 stay held in order.
+    wait_for("4 released, 36 still held", DEADLINE, || held(36)).await;
+    wait_for("2 at the replica", DEADLINE, || {
+        let n = replica.arrivals();
+        async move { (n == 2).then_some(()) }
+    })
+    .await;
+    let queues = format!("{}/v1/queues", stack.router_admin);
+    wait_for("2 in the router's queue", DEADLINE, || {
+        let url = queues.clone();
+        async move {
+            let q: serde_json::Value = http().get(&url).send().await.ok()?.json().await.ok()?;
+            let queued: u64 = q
+                .as_array()?
+                .iter()
+                .filter(|c| c["cluster"] == "hello")
+                .filter_map(|c| c["queued"].as_u64())
+                .sum();
+            assert!(queued <= 2, "never more than half the router's queue: {q}");
+            (queued == 2).then_some(())
+        }
+    })
+    .await;
+    assert_eq!(held(36).await, Some(()), "nothing more left the gateway");
+
+    replica.release();
+    for r in requests {
+        let r = r.await.expect("join").expect("answered");
+        assert_eq!(r.status(), 200, "every held call is served");
+    }
+    assert_eq!(replica.arrivals(), 40);
+    assert_eq!(stack.health().await["held_now"], serde_json::json!({}));
+}
