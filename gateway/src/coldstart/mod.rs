@@ -1,5 +1,7 @@
 //! Scale-from-zero holds: a request for a function with no HEALTHY endpoint waits here until
 //! one appears, the orchestrator refuses, or the function's `cold_start_timeout` passes.
+//! This module only says *when the function is ready* (and wakes it once); the order and the
+//! rate at which held calls then go on is [`crate::admission`]'s.
 //!
 //! Invariants:
 //! * At most one [`Hold`] per function exists at a time (the map below, guarded by one

@@ -9,8 +9,10 @@
 //! 3. [`limits`](crate::limits): an announced `Content-Length` over the function's limit is
 //!    413 at once; a chunked body is read here up to the limit (413 beyond it) and then sent
 //!    by [`buffered`] with a `Content-Length`.
-//! 4. No HEALTHY endpoint: the request is held in [`ColdStarts`] until one appears (or 503 +
-//!    `Retry-After` at the function's `cold_start_timeout`).
+//! 4. [`admission`](crate::admission): no HEALTHY endpoint, or calls held before it: the
+//!    request is held in its function's FIFO ([`ColdStarts`] wakes the function) until the
+//!    ready replicas have room for it (or 503 + `Retry-After` at the function's
+//!    `cold_start_timeout`).
 //! 5. pingora forwards to the router over its keep-alive pool with `X-Sluice-Function` and the
 //!    function's own path; the response gets `X-Sluice-Cold-Start` and `X-Duration-Seconds`
 //!    (`X-Sluice-Replica` from the router passes through).
