@@ -4,8 +4,8 @@
 //!   rate `λ` (calls per second counted at the gateways; the routers' finished calls when no
 //!   gateway counts them) times the service time `s` (the routers' mean time from replica
 //!   slot to response, queue wait excluded), plus the backlog (calls held at gateways and
-//!   queued at routers) drained over [`backlog_drain`] (a third of `cold_start_timeout`, so
-//!   held calls are served well inside their wait). The slots that the replicas sized for
+//!   queued at routers) drained over [`backlog_drain`] (half of `cold_start_timeout`, so
+//!   held calls are served inside their wait). The slots that the replicas sized for
 //!   `λ × s` leave free (the utilization target's headroom) drain the backlog first; only
 //!   what they cannot drain in time adds demand, at most [`BACKLOG_SHARE`] of `λ × s`: calls
 //!   that piled up during a cold start add a bounded margin, never a replica per call. Before any service time was observed, demand
@@ -40,10 +40,11 @@ pub const PANIC_WINDOW: Duration = Duration::from_secs(3);
 /// Largest share of the arrival demand (`λ × s`) added to drain a backlog.
 pub const BACKLOG_SHARE: f64 = 0.25;
 
-/// How long a backlog may take to drain: a third of the callers' wait (`cold_start_timeout`),
-/// between 1 s and 60 s.
+/// How long a backlog may take to drain: half the callers' wait (`cold_start_timeout`),
+/// between 1 s and 60 s. The calls at the front of a backlog are released first, so every
+/// call waits for whichever is longer: the cold start it arrived in, or this.
 pub fn backlog_drain(p: &Scaling) -> Duration {
-    (p.cold_start_timeout / 3).clamp(Duration::from_secs(1), Duration::from_secs(60))
+    (p.cold_start_timeout / 2).clamp(Duration::from_secs(1), Duration::from_secs(60))
 }
 
 /// Rates of one statistics window (a queueing signal has none).
@@ -301,7 +302,7 @@ mod tests {
     use super::*;
 
     /// The documented defaults: target 4 × utilization 0.7 = 2.8 per replica, max 10,
-    /// idle 10 s, stable window 30 s, cold start timeout 30 s (backlog drained over 10 s).
+    /// idle 10 s, stable window 30 s, cold start timeout 30 s (backlog drained over 15 s).
     fn scaling() -> Scaling {
         Scaling::default()
     }
@@ -452,7 +453,7 @@ mod tests {
     fn a_backlog_the_headroom_cannot_drain_in_time_adds_replicas() {
         let p = scaling();
         // 50 calls/s of 200 ms need 4 replicas: 16 slots, 6 free for a backlog, which
-        // drain 30 calls/s. 200 waiting drain within 10 s: nothing more.
+        // drain 30 calls/s. 200 waiting drain within 15 s: nothing more.
         let mut st = State::default();
         feed(&mut st, &p, 0, 3, w(10.0, 0.0, 200.0, 50.0, Some(200.0)));
         assert_eq!(st.decide(&p, now(3, 4, 4, 3)).target, NEED_50RPS_200MS);
