@@ -42,6 +42,7 @@ fn window_sample(load: &HashMap<String, String>) -> Option<Sample> {
             arrivals: (gateways > 0.0).then(|| num(field::ARRIVAL_RPS).unwrap_or(0.0)),
             finished: num(field::RPS).unwrap_or(0.0),
             service_ms: num(field::MEAN_MS).filter(|ms| samples > 0.0 && *ms > 0.0),
+            median_ms: num(field::P50_MS).filter(|ms| samples > 0.0 && *ms > 0.0),
             served: samples,
         }),
     })

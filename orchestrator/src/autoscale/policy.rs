@@ -2,8 +2,9 @@
 //!
 //! * **Demand** is what the function really needs in flight, by Little's law: the arrival
 //!   rate `λ` (calls per second counted at the gateways; the routers' finished calls when no
-//!   gateway counts them) times the service time `s` (the routers' mean time from replica
-//!   slot to response, queue wait excluded), plus the backlog (calls held at gateways and
+//!   gateway counts them) times the service time `s` (the routers' time from replica slot to
+//!   response, queue wait excluded: the mean over the stable window, the median over the
+//!   panic window so that a new replica's slow first calls do not size a scale-up), plus the backlog (calls held at gateways and
 //!   queued at routers) drained over [`backlog_drain`] (half of `cold_start_timeout`, so
 //!   held calls are served inside their wait). The slots that the replicas sized for
 //!   `λ × s` leave free (the utilization target's headroom) drain the backlog first; only
@@ -56,6 +57,8 @@ pub struct Rates {
     pub finished: f64,
     /// Mean service time of the window's calls, ms; `None` when none finished.
     pub service_ms: Option<f64>,
+    /// Median service time of the window's calls, ms; `None` when none finished.
+    pub median_ms: Option<f64>,
     /// Calls the mean is over.
     pub served: f64,
 }
@@ -65,6 +68,13 @@ impl Rates {
     fn lambda(&self) -> f64 {
         self.arrivals.unwrap_or(self.finished)
     }
+}
+
+/// Which service-time statistic a window's demand uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Estimate {
+    Mean,
+    Median,
 }
 
 /// One observation (one statistics window, or a queueing signal).
@@ -172,17 +182,21 @@ impl State {
         }
     }
 
-    /// The service time in seconds: the mean over every call finished since `from_ms` (each
-    /// window weighted by its calls, so one window with a replica's slow first call does not
-    /// stand for the load), else the last one observed.
-    fn service_since(&self, from_ms: u64) -> Option<f64> {
+    /// The service time in seconds over the calls finished since `from_ms` (each window
+    /// weighted by its calls), else the last mean observed. `Estimate::Mean` is Little's law's
+    /// (the stable window); `Estimate::Median` (the panic window) is not moved by a new
+    /// replica's slow first calls, which would otherwise size a whole scale-up.
+    fn service_since(&self, from_ms: u64, estimate: Estimate) -> Option<f64> {
         let (sum, n) = self
             .samples
             .iter()
             .filter(|s| s.unix_ms >= from_ms)
             .filter_map(|s| s.rates)
             .filter_map(|r| {
-                let ms = r.service_ms?;
+                let ms = match estimate {
+                    Estimate::Mean => r.service_ms?,
+                    Estimate::Median => r.median_ms.or(r.service_ms)?,
+                };
                 (ms.is_finite() && ms > 0.0 && r.served > 0.0).then_some((ms * r.served, r.served))
             })
             .fold((0.0, 0.0), |(sum, n), (x, k)| (sum + x, n + k));
@@ -195,8 +209,8 @@ impl State {
 
     /// The demand (calls that should be in flight) over the samples since `from_ms`, with
     /// `backlog` calls waiting now (see the module docs).
-    fn demand_since(&self, p: &Scaling, from_ms: u64, backlog: f64) -> f64 {
-        match self.service_since(from_ms) {
+    fn demand_since(&self, p: &Scaling, from_ms: u64, backlog: f64, estimate: Estimate) -> f64 {
+        match self.service_since(from_ms, estimate) {
             Some(s) => {
                 let lambda = self.average_since(from_ms, |x| x.rates.map(|r| r.lambda()));
                 let base = lambda * s;
@@ -235,11 +249,13 @@ impl State {
         let latest = self.latest();
         let backlog = latest.map(|s| s.backlog()).unwrap_or(0.0);
         let active = latest.map(|s| s.active).unwrap_or(0.0);
-        let d_stable = self.demand_since(p, stable_from, backlog);
-        let d_panic = self.demand_since(p, panic_from, backlog);
+        let d_stable = self.demand_since(p, stable_from, backlog, Estimate::Mean);
+        let d_panic = self.demand_since(p, panic_from, backlog, Estimate::Median);
 
         let arrival_rps = self.average_since(panic_from, |x| x.rates.map(|r| r.lambda()));
-        let service_ms = self.service_since(panic_from).map(|s| s * 1000.0);
+        let service_ms = self
+            .service_since(panic_from, Estimate::Median)
+            .map(|s| s * 1000.0);
         let basis = |demand: f64| Basis {
             demand,
             arrival_rps,
@@ -261,13 +277,13 @@ impl State {
             // replicas that are ready (at least +2), so a wrong reading costs one step.
             let max = p.max_replicas.max(p.min_replicas);
             let floor = now.desired.min(max);
-            let want = clamp(d_panic / capacity);
+            let want = clamp(d_panic.max(d_stable) / capacity);
             let step_cap = (now.ready.saturating_mul(2)).max(now.ready + 2);
             return Decision {
                 target: want.min(step_cap).max(floor),
                 panicking: true,
                 reason: "panic: calls waiting or demand at twice the capacity",
-                basis: basis(d_panic),
+                basis: basis(d_panic.max(d_stable)),
             };
         }
         let want = clamp(d_stable.max(d_panic) / capacity);
@@ -341,6 +357,7 @@ mod tests {
                         arrivals: Some(x.arrivals),
                         finished,
                         service_ms: x.service_ms,
+                        median_ms: x.service_ms,
                         served: finished,
                     }),
                 },
@@ -434,6 +451,7 @@ mod tests {
                 arrivals: Some(50.0),
                 finished: served,
                 service_ms: Some(ms),
+                median_ms: Some(ms),
                 served,
             }),
         };
@@ -447,6 +465,37 @@ mod tests {
             "weighted by calls: {service}"
         );
         assert_eq!(d.target, NEED_50RPS_200MS);
+    }
+
+    #[test]
+    fn a_scale_up_follows_the_median_not_a_warm_up_inflated_mean() {
+        let p = scaling();
+        let mut st = State::default();
+        // 20 quiet windows, then 50 calls/s whose first windows run on a replica still
+        // warming up: median 205 ms, mean 320 ms (its first calls wait for workers).
+        feed(&mut st, &p, 0, 20, w(0.0, 0.0, 0.0, 0.0, None));
+        for t in 20..23 {
+            st.observe(
+                Sample {
+                    unix_ms: t * 1000,
+                    active: 4.0,
+                    pending: 4.0,
+                    held: 100.0,
+                    rates: Some(Rates {
+                        arrivals: Some(50.0),
+                        finished: 20.0,
+                        service_ms: Some(320.0),
+                        median_ms: Some(205.0),
+                        served: 20.0,
+                    }),
+                },
+                p.stable_window,
+            );
+        }
+        let d = st.decide(&p, now(23, 4, 4, 23));
+        assert!(d.panicking);
+        // 50 × 0.205 = 10.25 → 4 (the mean would say 16 → 6).
+        assert_eq!(d.target, NEED_50RPS_200MS, "{d:?}");
     }
 
     #[test]
@@ -529,6 +578,7 @@ mod tests {
                         arrivals: None,
                         finished: 50.0,
                         service_ms: Some(200.0),
+                        median_ms: Some(200.0),
                         served: 50.0,
                     }),
                 },
