@@ -21,7 +21,7 @@
 
 pub mod wake;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -177,8 +177,10 @@ impl ColdStarts {
         }
     }
 
-    /// Requests held right now, per function.
-    pub fn held_now(&self) -> BTreeMap<String, usize> {
+    /// Requests waiting for this cold start right now, per function (the gateway reports its
+    /// held calls from [`crate::admission::Gates::held_now`]; this view is for the tests).
+    #[cfg(test)]
+    pub fn held_now(&self) -> std::collections::BTreeMap<String, usize> {
         self.lock()
             .iter()
             .map(|(f, h)| (f.clone(), h.holders.load(Ordering::SeqCst)))
