@@ -13,6 +13,7 @@ check pkg-config pkg-config
 check curl curl
 check objcopy binutils                   # strips debug info from binaries copied into images
 check python3 python3                  # faas-runtime tests run the Python worker on the host
+check sipp sip-tester                  # SIP tests drive the sip-proxy with real SIP clients
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)   # text in the load-test charts
 if [ ${#need[@]} -gt 0 ]; then
   echo "[deps] installing: ${need[*]}"

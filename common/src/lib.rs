@@ -6,6 +6,7 @@
 //! * [`telemetry`] — `tracing` set-up (text or JSON logs).
 //! * [`shutdown`] — a future that resolves on SIGTERM / SIGINT.
 //! * [`load`] — the load contract: statsD names, the Redis load windows, the scale signal.
+//! * [`sip`] — the SIP contract: protobuf events to SIP handler functions, actions back.
 #![forbid(unsafe_code)]
 
 pub mod config;
@@ -13,6 +14,7 @@ pub mod healthcheck;
 pub mod load;
 pub mod registry;
 pub mod shutdown;
+pub mod sip;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;

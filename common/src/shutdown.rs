@@ -20,3 +20,15 @@ pub async fn signal() {
         }
     }
 }
+
+/// A token cancelled on the first SIGTERM or SIGINT (a task waiting for [`signal`]); call it
+/// inside the async runtime.
+pub fn token() -> tokio_util::sync::CancellationToken {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let cancel = stop.clone();
+    tokio::spawn(async move {
+        signal().await;
+        cancel.cancel();
+    });
+    stop
+}

@@ -146,14 +146,7 @@ where
 }
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
-    let stop = CancellationToken::new();
-    {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            sluice_common::shutdown::signal().await;
-            stop.cancel();
-        });
-    }
+    let stop = sluice_common::shutdown::token();
     let functions_dir = cfg.functions_dir();
     tracing::info!(registry = %cfg.registry.display(), functions_dir = %functions_dir.display(),
         instance = %cfg.instance, network = %cfg.network, "starting");

@@ -37,7 +37,6 @@ use clap::Parser;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::error::{Error, ErrorKind};
@@ -104,14 +103,7 @@ async fn serve(cfg: Config) -> Result<(), Error> {
     tracing::info!(udp = %cfg.listen, admin = %cfg.admin_listen, instance = %cfg.instance,
         window_ms = cfg.window.as_millis() as u64, "stats-listener listening");
 
-    let stop = CancellationToken::new();
-    {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            sluice_common::shutdown::signal().await;
-            stop.cancel();
-        });
-    }
+    let stop = sluice_common::shutdown::token();
 
     let stats = Arc::new(Stats::new(clock::unix_ms()));
     let keys = Keys::new(&cfg.instance);

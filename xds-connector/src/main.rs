@@ -65,14 +65,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(cfg: Config) -> Result<()> {
-    let shutdown = CancellationToken::new();
-    {
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            sluice_common::shutdown::signal().await;
-            shutdown.cancel();
-        });
-    }
+    let shutdown = sluice_common::shutdown::token();
 
     let stats = Arc::new(Stats::default());
     let Some((persist, initial)) = open_snapshot(&cfg, &shutdown).await? else {
