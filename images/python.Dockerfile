@@ -16,7 +16,10 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_BREAK_SYSTEM_PACKAGES
 
 FROM py AS python
 COPY faas-runtime /usr/local/bin/faas-runtime
-ENV SLUICE_MODE=python PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+# Generated from common/proto by scripts/images.sh (protoc): sluice_sip_pb2, the SIP contract.
+# The runtime's isolated interpreter ignores PYTHONPATH: the worker appends this to sys.path.
+COPY sdk /opt/sluice/python
+ENV SLUICE_MODE=python PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 SLUICE_PYTHON_SDK=/opt/sluice/python
 USER 10001:10001
 WORKDIR /opt/function
 EXPOSE 8080

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Builds every Sluice image on this machine, from nothing, without a registry:
 #   sluice/base          Debian bookworm (minbase) made with debootstrap + `docker import`
-#   sluice/python        python3 + faas-runtime   (python function base)
+#   sluice/python        python3 + faas-runtime + the SIP contract module (python function base)
 #   sluice/python-build  python3 + pip            (build stage for extra_dependencies)
 #   sluice/runtime       faas-runtime only         (binary / http function base)
 #   sluice/rust-build    gcc + this machine's Rust toolchain (build stage for Rust functions)
 #   sluice/redis         Debian's redis-server
-#   sluice/<service>     gateway, router, xds-connector, stats-listener, orchestrator
+#   sluice/<service>     gateway, router, xds-connector, stats-listener, orchestrator, sip-proxy
 # Every tag is pinned to the workspace version; nothing here ever pulls.
 #
 # Env: SLUICE_DEBIAN_MIRROR (http://deb.debian.org/debian), SLUICE_DEBIAN_SUITE (bookworm),
@@ -21,7 +21,7 @@ MIRROR=${SLUICE_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SUITE=${SLUICE_DEBIAN_SUITE:-bookworm}
 CA_BUNDLE=${SLUICE_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 WORK=$ROOT/target/images
-SERVICES="gateway router xds-connector stats-listener orchestrator"
+SERVICES="gateway router xds-connector stats-listener orchestrator sip-proxy"
 WANT=${SLUICE_IMAGES:-"base python runtime rust-build redis $SERVICES"}
 mkdir -p "$WORK"
 
@@ -82,8 +82,11 @@ copy_bin() { # name dest-dir
 }
 
 python_images() {
-  local ctx=$WORK/ctx-python; rm -rf "$ctx"; mkdir -p "$ctx"
+  local ctx=$WORK/ctx-python; rm -rf "$ctx"; mkdir -p "$ctx/sdk"
   copy_bin faas-runtime "$ctx"
+  # The platform's contracts for Python functions: `import sluice_sip_pb2` (a SIP handler
+  # declares the `protobuf` package in its extra_dependencies).
+  protoc --proto_path=common/proto --python_out="$ctx/sdk" common/proto/sluice_sip.proto
   build "sluice/python-build:$VERSION" images/python.Dockerfile "$ctx" --target python-build
   build "sluice/python:$VERSION" images/python.Dockerfile "$ctx" --target python
 }

@@ -197,3 +197,46 @@ pub fn docker(args: &[&str]) -> String {
         .expect("docker CLI");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// Runs sipp (Debian's `sip-tester`) to completion: `scenario` (a file), `transport` (`u1`,
+/// `t1`, ...), `calls` at `rate` per second against `target`, from 127.0.0.1 on a free port,
+/// with a 60 s global timeout. Returns sipp's exit code: 0 when every call succeeded.
+pub fn sipp(
+    scenario: &std::path::Path,
+    transport: &str,
+    calls: u32,
+    rate: u32,
+    target: std::net::SocketAddr,
+) -> i32 {
+    let dir = std::env::temp_dir().join(format!("sipp-{}", free_port()));
+    std::fs::create_dir_all(&dir).expect("sipp work dir");
+    let status = Command::new("sipp")
+        .current_dir(&dir)
+        .arg("-sf")
+        .arg(scenario)
+        .args([
+            "-t",
+            transport,
+            "-m",
+            &calls.to_string(),
+            "-r",
+            &rate.to_string(),
+        ])
+        .args(["-i", "127.0.0.1", "-p", &free_port().to_string()])
+        .args([
+            "-timeout",
+            "60s",
+            "-timeout_error",
+            "-nostdin",
+            "-max_socket",
+            "100",
+        ])
+        .arg(target.to_string())
+        .env("TERM", "dumb")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("sipp (make deps installs sip-tester)");
+    let _ = std::fs::remove_dir_all(&dir);
+    status.code().unwrap_or(-1)
+}

@@ -79,7 +79,7 @@ pub struct Config {
 
 impl Config {
     pub fn validate(&self) -> Result<Routes, String> {
-        if self.advertise.is_none() && self.listen.ip().is_unspecified() {
+        if self.advertise_host().is_none() && self.listen.ip().is_unspecified() {
             return Err(format!(
                 "SLUICE_SIP_LISTEN is {}: set SLUICE_SIP_ADVERTISE to the address clients reach",
                 self.listen
@@ -102,9 +102,12 @@ impl Config {
         Routes::parse(&self.routes).map_err(|e| format!("SLUICE_SIP_ROUTES: {e}"))
     }
 
+    fn advertise_host(&self) -> Option<String> {
+        self.advertise.clone().filter(|a| !a.trim().is_empty())
+    }
+
     pub fn advertise(&self) -> String {
-        self.advertise
-            .clone()
+        self.advertise_host()
             .unwrap_or_else(|| self.listen.ip().to_string())
     }
 }

@@ -43,7 +43,12 @@ use crate::transaction::Timers;
 const CORE_QUEUE: usize = 8192;
 
 fn main() -> ExitCode {
-    if let Some(code) = sluice_common::healthcheck::from_args("http://127.0.0.1:5065/healthz") {
+    // The healthcheck follows the admin address the proxy was given.
+    let admin = std::env::var("SLUICE_SIP_ADMIN_LISTEN")
+        .ok()
+        .filter(|a| !a.is_empty())
+        .unwrap_or_else(|| "127.0.0.1:5065".into());
+    if let Some(code) = sluice_common::healthcheck::from_args(&format!("http://{admin}/healthz")) {
         return code;
     }
     sluice_common::config::load_or_exit();

@@ -264,37 +264,10 @@ fn status_of(msg: &str) -> u16 {
 }
 
 fn sipp(scenario: &str, transport: &str, calls: u32, rate: u32, proxy: SocketAddr) -> i32 {
-    let scenario = format!("{}/tests/sipp/{scenario}", env!("CARGO_MANIFEST_DIR"));
-    let dir = tempfile::tempdir().expect("tmp");
-    let status = Command::new("sipp")
-        .current_dir(dir.path())
-        .args([
-            "-sf",
-            &scenario,
-            "-t",
-            transport,
-            "-m",
-            &calls.to_string(),
-            "-r",
-            &rate.to_string(),
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &free_port().to_string(),
-            "-timeout",
-            "60s",
-            "-timeout_error",
-            "-nostdin",
-            "-max_socket",
-            "100",
-            &proxy.to_string(),
-        ])
-        .env("TERM", "dumb")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("sipp (make deps installs sip-tester)");
-    status.code().unwrap_or(-1)
+    let scenario = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sipp")
+        .join(scenario);
+    sluice_common::testing::sipp(&scenario, transport, calls, rate, proxy)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

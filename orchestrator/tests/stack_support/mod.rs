@@ -33,6 +33,9 @@ pub struct ComposeStack {
     pub project: String,
     pub dir: tempfile::TempDir,
     pub port: u16,
+    /// The sip-proxy's SIP port and admin port on 127.0.0.1 (host network).
+    pub sip_port: u16,
+    pub sip_admin_port: u16,
     pub network: String,
     pub http: reqwest::Client,
 }
@@ -74,6 +77,8 @@ impl ComposeStack {
             autoscale,
             network: format!("{project}-net"),
             port: free_port(),
+            sip_port: free_port(),
+            sip_admin_port: free_port(),
             project,
             dir,
             http: reqwest::Client::builder()
@@ -122,6 +127,11 @@ impl ComposeStack {
             .env("SLUICE_NETWORK", &self.network)
             .env("SLUICE_INSTANCE", &self.project)
             .env("SLUICE_AUTOSCALE", self.autoscale.to_string())
+            .env("SLUICE_SIP_LISTEN", format!("127.0.0.1:{}", self.sip_port))
+            .env(
+                "SLUICE_SIP_ADMIN_LISTEN",
+                format!("127.0.0.1:{}", self.sip_admin_port),
+            )
             .output()
             .expect("compose")
     }

@@ -71,6 +71,10 @@ def load_handler():
     if sys.path and sys.path[0] in ("", "."):
         del sys.path[0]
     sys.path[0:0] = [folder, os.path.join(folder, "deps")]
+    # The platform's own modules (the SIP contract's sluice_sip_pb2), after everything else.
+    sdk = os.environ.get("SLUICE_PYTHON_SDK")
+    if sdk and os.path.isdir(sdk):
+        sys.path.append(sdk)
     name = os.path.splitext(os.path.basename(path))[0] or "handler"
     try:  # what importlib.util re-exports, without importing util's dependencies
         from importlib._bootstrap import module_from_spec
