@@ -169,28 +169,46 @@ impl Pool {
         self.states.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn request_replacement(&self) {
+    /// Asks the zygote for a worker. The caller holds the states lock: the pending-fork count
+    /// and the worker states change and are read together, so a worker is never counted
+    /// twice (the pool would stop short of its cap) nor missed (it would grow past it).
+    fn request_fork(&self, _states: &HashMap<i32, WorkerState>) {
         if !self.stopping.load(Ordering::Acquire) {
             self.requested.fetch_add(1, Ordering::AcqRel);
             let _ = self.control_tx.send(Control::Fork);
         }
     }
 
+    /// A new worker stops being a pending fork the first time it is seen: the zygote's fork
+    /// report and the worker's own connection race, and whichever comes first counts (a
+    /// worker counted both as pending and as live would stop the pool short of its cap).
+    fn first_seen(&self, states: &HashMap<i32, WorkerState>, pid: i32) {
+        if !states.contains_key(&pid) {
+            let _ = self
+                .requested
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        }
+    }
+
     fn on_forked(&self, pid: i32) {
-        let _ = self
-            .requested
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
-        self.states().entry(pid).or_insert(WorkerState::Forked);
+        let mut states = self.states();
+        self.first_seen(&states, pid);
+        states.entry(pid).or_insert(WorkerState::Forked);
     }
 
     /// Grows the pool by one worker when every worker is busy and the cap allows it. The pool
     /// starts with one worker and grows with the concurrency it meets, so a function with a
     /// high `max_concurrency` costs only the memory of the workers it really uses.
     fn grow_if_busy(&self) {
-        let live = self.live_pids().len() + self.requested.load(Ordering::Acquire);
+        let states = self.states();
+        let live = states
+            .values()
+            .filter(|s| **s != WorkerState::Retired)
+            .count()
+            + self.requested.load(Ordering::Acquire);
         if live < self.max_workers {
             tracing::debug!(function = %self.function, workers = live + 1, "all python workers busy: forking one more");
-            self.request_replacement();
+            self.request_fork(&states);
         }
     }
 
@@ -200,6 +218,7 @@ impl Pool {
             if states.get(&pid) == Some(&WorkerState::Retired) {
                 return;
             }
+            self.first_seen(&states, pid);
             states.insert(pid, WorkerState::Connected);
         }
         let _ = self.idle_tx.send(Worker {
@@ -216,8 +235,8 @@ impl Pool {
     }
 
     fn on_exited(&self, pid: i32, status: &str) {
-        let prev = self.states().remove(&pid);
-        match prev {
+        let mut states = self.states();
+        match states.remove(&pid) {
             Some(WorkerState::Retired) => {
                 tracing::debug!(function = %self.function, pid, status, "retired python worker reaped");
             }
@@ -225,7 +244,7 @@ impl Pool {
                 if !self.stopping.load(Ordering::Acquire) {
                     tracing::warn!(function = %self.function, pid, status, "python worker died; replacing it");
                 }
-                self.request_replacement();
+                self.request_fork(&states);
             }
             None => {}
         }
@@ -238,6 +257,8 @@ impl Pool {
             match states.get_mut(&pid) {
                 Some(s @ (WorkerState::Forked | WorkerState::Connected)) => {
                     *s = WorkerState::Retired;
+                    // The replacement is counted in the same step the worker stops counting.
+                    self.request_fork(&states);
                     true
                 }
                 _ => false,
@@ -246,7 +267,6 @@ impl Pool {
         if was_live {
             tracing::warn!(function = %self.function, pid, reason, "killing python worker");
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            self.request_replacement();
         }
     }
 
