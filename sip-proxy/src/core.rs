@@ -656,7 +656,7 @@ impl Core {
                 Effect::Deliver => {
                     if let Some(r) = resp.as_ref() {
                         if !t.handler.is_empty() {
-                            let event = self.response_event(r, t, id, false);
+                            let event = self.response_event(r, t, id);
                             self.call(t.handler.clone(), event, Origin::Response);
                         }
                     }
@@ -697,7 +697,7 @@ impl Core {
             })),
             context: context.to_string(),
             handler: handler.to_string(),
-            local_address: self.local_address(Transport::Udp),
+            local_address: self.local_address(),
             ..Default::default()
         };
         self.call(handler.to_string(), event, Origin::Response);
@@ -766,7 +766,7 @@ impl Core {
 
     // ---- events ----
 
-    fn local_address(&self, _transport: Transport) -> String {
+    fn local_address(&self) -> String {
         format!("{}:{}", self.s.advertise, self.s.port)
     }
 
@@ -783,12 +783,12 @@ impl Core {
             transaction_id: id.to_string(),
             dialog: Some(dialog_of(req)),
             context: String::new(),
-            local_address: self.local_address(peer.transport),
+            local_address: self.local_address(),
             handler: String::new(),
         }
     }
 
-    fn response_event(&self, r: &Message, t: &ClientTxn, id: &str, local: bool) -> pb::Event {
+    fn response_event(&self, r: &Message, t: &ClientTxn, id: &str) -> pb::Event {
         let (status, reason) = match &r.start {
             crate::sip::message::Start::Response { status, reason } => {
                 (*status, reason.to_string())
@@ -802,13 +802,13 @@ impl Core {
                 reason,
                 headers: headers_of(r),
                 body: r.body.to_vec(),
-                local,
+                local: false,
             })),
             source: Some(t.target.to_pb()),
             transaction_id: id.to_string(),
             dialog: Some(dialog_of(r)),
             context: t.context.clone(),
-            local_address: self.local_address(t.target.transport),
+            local_address: self.local_address(),
             handler: t.handler.clone(),
         }
     }
@@ -839,7 +839,7 @@ impl Core {
                 ..Default::default()
             }),
             context: t.context.clone(),
-            local_address: self.local_address(t.target.transport),
+            local_address: self.local_address(),
             handler: t.handler.clone(),
         }
     }
