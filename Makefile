@@ -22,9 +22,17 @@ deps:
 images: deps
 	@scripts/images.sh
 
+# Rust functions are crates of their own (built inside sluice/rust-build): linted and tested
+# here too.
+FUNCTION_CRATES := $(wildcard faas-runtime/functions/*/Cargo.toml)
+
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --release --locked --workspace --all-targets -- -D warnings
+	@for m in $(FUNCTION_CRATES); do \
+	  cargo fmt --manifest-path $$m -- --check && \
+	  cargo clippy --release --locked --manifest-path $$m --all-targets -- -D warnings || exit 1; \
+	done
 
 fmt:
 	cargo fmt --all
@@ -35,6 +43,7 @@ validate:
 test: images
 	$(MAKE) lint
 	cargo test --release --locked --workspace --no-fail-fast
+	@for m in $(FUNCTION_CRATES); do cargo test --release --locked --manifest-path $$m || exit 1; done
 
 # `make up`: build what is missing, start the stack, wait until every service is healthy.
 up: deps

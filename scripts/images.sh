@@ -100,7 +100,7 @@ runtime_image() {
 rust_build_image() {
   local tag=sluice/rust-build:$VERSION
   local sysroot; sysroot=$(rustc --print sysroot)
-  local stamp; stamp=$(rustc --version | tr ' ()' '___')
+  local stamp; stamp=$(rustc --version | tr ' ()' '___')-$(cat images/rust-build.Dockerfile common/proto/*.proto | sha256sum | cut -c1-12)
   if have_image "$tag" && [ "$(docker image inspect -f '{{index .Config.Labels "sluice.rustc"}}' "$tag")" = "$stamp" ]; then
     log "$tag exists ($stamp)"; return
   fi
@@ -109,15 +109,20 @@ rust_build_image() {
   cp "$sysroot/bin/rustc" "$sysroot/bin/cargo" "$ctx/toolchain/bin/"
   cp -a "$sysroot"/lib/*.so* "$ctx/toolchain/lib/"
   cp -a "$sysroot/lib/rustlib/x86_64-unknown-linux-gnu" "$ctx/toolchain/lib/rustlib/"
+  cp -r common/proto "$ctx/proto"
   build "$tag" images/rust-build.Dockerfile "$ctx" --label "sluice.rustc=$stamp"
   rm -rf "$ctx"
 }
 
 redis_image() {
   local tag=sluice/redis:$VERSION
-  if have_image "$tag"; then log "$tag exists"; return; fi
+  local stamp; stamp=$(cat images/redis.Dockerfile images/redis-entrypoint.sh | sha256sum | cut -c1-16)
+  if have_image "$tag" && [ "$(docker image inspect -f '{{index .Config.Labels "sluice.stamp"}}' "$tag")" = "$stamp" ]; then
+    log "$tag exists"; return
+  fi
   local ctx=$WORK/ctx-redis; rm -rf "$ctx"; mkdir -p "$ctx"
-  build "$tag" images/redis.Dockerfile "$ctx"
+  cp images/redis-entrypoint.sh "$ctx/"
+  build "$tag" images/redis.Dockerfile "$ctx" --label "sluice.stamp=$stamp"
 }
 
 service_image() { # name

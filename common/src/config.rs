@@ -107,6 +107,34 @@ pub fn load_or_exit() {
     }
 }
 
+/// The control plane's Redis URL: `url` with the password read from `password_file`
+/// (`SLUICE_REDIS_PASSWORD_FILE`, written by the compose stack's `redis` service) unless the
+/// URL already carries credentials. Returns the URL and the password (when a file was given).
+pub fn redis_url(
+    url: &str,
+    password_file: Option<&Path>,
+) -> Result<(String, Option<String>), ConfigError> {
+    let Some(file) = password_file else {
+        return Ok((url.to_string(), None));
+    };
+    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+        path: file.display().to_string(),
+        source,
+    })?;
+    let password = text.trim().to_string();
+    if password.is_empty() {
+        return Err(ConfigError::Syntax {
+            path: file.display().to_string(),
+            line: 1,
+            text: "(empty: expected the Redis password)".into(),
+        });
+    }
+    Ok((
+        crate::state::url_with_password(url, &password),
+        Some(password),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

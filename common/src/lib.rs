@@ -7,6 +7,7 @@
 //! * [`shutdown`] — a future that resolves on SIGTERM / SIGINT.
 //! * [`load`] — the load contract: statsD names, the Redis load windows, the scale signal.
 //! * [`sip`] — the SIP contract: protobuf events to SIP handler functions, actions back.
+//! * [`state`] — function state in Redis: ACL user, key prefix and credentials per function.
 #![forbid(unsafe_code)]
 
 pub mod config;
@@ -15,6 +16,7 @@ pub mod load;
 pub mod registry;
 pub mod shutdown;
 pub mod sip;
+pub mod state;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -589,6 +589,11 @@ fn bad_files_report_exact_errors() {
             vec![want(Some("hello"), Some("env.NESTED"), 8, 5, &["expected a string, number or boolean"])],
         ),
         (
+            "unknown state",
+            head_plus("  state: postgres\n"),
+            vec![want(Some("hello"), Some("state"), 7, 10, &["unknown state `postgres`", "redis"])],
+        ),
+        (
             "bad version",
             OK_HEAD.replace("version: 0.1", "version: \"1.0 beta\""),
             vec![want(Some("hello"), Some("version"), 2, 12, &["not a valid version"])],
@@ -738,6 +743,7 @@ fn seed_entries_parse_unchanged_with_defaults() {
             scaling: Scaling::default(),
             limits: Limits::default(),
             env: Default::default(),
+            state: Default::default(),
         }
     );
     let example = reg.get("example-faas").expect("key wins as the name");
@@ -867,6 +873,7 @@ fn full_resize() -> FunctionSpec {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect(),
+        state: Default::default(),
     }
 }
 
@@ -1024,6 +1031,11 @@ fn spec_hash_tracks_container_affecting_fields_only() {
         ("cpus", {
             let mut s = full_resize();
             s.limits.cpus = 3.0;
+            s
+        }),
+        ("state", {
+            let mut s = full_resize();
+            s.state = sluice_common::registry::State::Redis;
             s
         }),
         ("env", {

@@ -31,6 +31,16 @@ pub struct Config {
     )]
     pub redis_url: String,
 
+    /// File holding the Redis `default` user's password (the compose stack's `redis` service
+    /// writes one to a volume only control-plane services mount); unset: no password.
+    #[arg(long, env = "SLUICE_REDIS_PASSWORD_FILE")]
+    pub redis_password_file: Option<std::path::PathBuf>,
+
+    /// Redis as function containers with `state: redis` reach it (no credentials: each
+    /// function gets its own user). Default: `SLUICE_REDIS_URL` without its credentials.
+    #[arg(long, env = "SLUICE_STATE_REDIS_URL")]
+    pub state_redis_url: Option<String>,
+
     /// Docker engine address (unix socket path or tcp://…); default: DOCKER_HOST or the local socket.
     #[arg(long, env = "SLUICE_DOCKER_HOST")]
     pub docker_host: Option<String>,

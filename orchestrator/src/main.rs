@@ -145,8 +145,20 @@ where
     }
 }
 
-async fn serve(cfg: Config) -> anyhow::Result<()> {
+async fn serve(mut cfg: Config) -> anyhow::Result<()> {
     let stop = sluice_common::shutdown::token();
+    let (url, password) =
+        sluice_common::config::redis_url(&cfg.redis_url, cfg.redis_password_file.as_deref())?;
+    let state_url = cfg
+        .state_redis_url
+        .clone()
+        .unwrap_or_else(|| cfg.redis_url.clone());
+    // Function-state passwords derive from the control password; without one (a Redis with
+    // no password, which anything can reach anyway) from the control URL.
+    let state_secret = password
+        .unwrap_or_else(|| cfg.redis_url.clone())
+        .into_bytes();
+    cfg.redis_url = url;
     let functions_dir = cfg.functions_dir();
     tracing::info!(registry = %cfg.registry.display(), functions_dir = %functions_dir.display(),
         instance = %cfg.instance, network = %cfg.network, "starting");
@@ -218,6 +230,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let ctx = Ctx {
         builder: build::Builder::new(engine.clone(), functions_dir.clone(), cfg.image_tag.clone()),
         engine: engine.clone(),
+        state_users: state::users::StateUsers::new(store.connection(), state_secret, state_url),
         store,
         http,
         dataplane: dataplane.clone(),

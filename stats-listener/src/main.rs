@@ -57,8 +57,15 @@ fn main() -> ExitCode {
         return code;
     }
     sluice_common::config::load_or_exit();
-    let cfg = Config::parse();
+    let mut cfg = Config::parse();
     sluice_common::telemetry::init("stats-listener");
+    match sluice_common::config::redis_url(&cfg.redis_url, cfg.redis_password_file.as_deref()) {
+        Ok((url, _)) => cfg.redis_url = url,
+        Err(e) => {
+            tracing::error!(error = %e, "invalid settings");
+            return ExitCode::from(2);
+        }
+    }
     if let Err(e) = cfg.validate() {
         tracing::error!(error = %e, "invalid settings");
         return ExitCode::from(2);

@@ -30,6 +30,11 @@ pub struct Config {
     )]
     pub redis_url: String,
 
+    /// File holding the Redis `default` user's password (the compose stack's `redis` service
+    /// writes one to a volume only control-plane services mount); unset: no password.
+    #[arg(long, env = "SLUICE_REDIS_PASSWORD_FILE")]
+    pub redis_password_file: Option<std::path::PathBuf>,
+
     /// Name of this Sluice installation; prefix of the Redis keys.
     #[arg(long, env = "SLUICE_INSTANCE", default_value = "sluice")]
     pub instance: String,

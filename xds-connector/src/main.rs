@@ -43,8 +43,15 @@ fn main() -> ExitCode {
         return code;
     }
     sluice_common::config::load_or_exit();
-    let cfg = Config::parse();
+    let mut cfg = Config::parse();
     sluice_common::telemetry::init("xds-connector");
+    match sluice_common::config::redis_url(&cfg.redis_url, cfg.redis_password_file.as_deref()) {
+        Ok((url, _)) => cfg.redis_url = url,
+        Err(e) => {
+            tracing::error!(error = %e, "invalid settings");
+            return ExitCode::from(2);
+        }
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -17,6 +17,7 @@ pub(super) const ENTRY_FIELDS: &[&str] = &[
     "scaling",
     "limits",
     "env",
+    "state",
 ];
 /// Fields of `configuration:`.
 pub(super) const CONFIGURATION_FIELDS: &[&str] = &[

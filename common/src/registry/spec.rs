@@ -224,12 +224,43 @@ pub struct FunctionSpec {
     pub limits: Limits,
     /// Environment variables given to the function (never `SLUICE_*`).
     pub env: BTreeMap<String, String>,
+    /// State the platform provides (`state: redis`: a Redis user of its own, limited to the
+    /// function's key prefix; see [`crate::state`]).
+    #[serde(default)]
+    pub state: State,
+}
+
+/// What state a function gets from the platform.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// None (the default).
+    #[default]
+    None,
+    /// Its own Redis ACL user, restricted to its key prefix and channels.
+    Redis,
+}
+
+impl State {
+    /// Every value, in the order they are listed in messages.
+    pub const ALL: [State; 2] = [State::None, State::Redis];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::None => "none",
+            State::Redis => "redis",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<State> {
+        State::ALL.into_iter().find(|v| v.as_str() == s)
+    }
 }
 
 impl FunctionSpec {
     /// Hex sha256 of everything that affects the container (not the code): name, display
     /// name, version, language, mode, http port, base file, folder, extra dependencies, all
-    /// `limits`, `env` and `scaling.max_concurrency` (the runtime enforces it). The other
+    /// `limits`, `env`, `state` (left out when `none`, so older hashes hold) and `scaling.max_concurrency` (the runtime enforces it). The other
     /// scaling fields only steer the autoscaler/router, so changing them does not change the
     /// hash (and must not replace running containers).
     pub fn spec_hash(&self) -> String {
@@ -248,6 +279,11 @@ impl FunctionSpec {
             max_concurrency: u32,
             limits: &'a Limits,
             env: &'a BTreeMap<String, String>,
+            #[serde(skip_serializing_if = "is_no_state")]
+            state: State,
+        }
+        fn is_no_state(s: &State) -> bool {
+            *s == State::None
         }
         let view = ContainerView {
             scheme: "sluice-spec-v1",
@@ -263,6 +299,7 @@ impl FunctionSpec {
             max_concurrency: self.scaling.max_concurrency,
             limits: &self.limits,
             env: &self.env,
+            state: self.state,
         };
         // Serializing plain structs, strings, numbers and a BTreeMap cannot fail; fall back to
         // the Debug rendering rather than panic if it ever did.

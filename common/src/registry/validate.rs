@@ -15,7 +15,7 @@ use super::fields::{
 };
 use super::files::{check_files, relative_path_problem};
 use super::spec::{
-    FunctionSpec, Language, Limits, RuntimeMode, Scaling, DEFAULT_HTTP_PORT, MAX_CPUS,
+    FunctionSpec, Language, Limits, RuntimeMode, Scaling, State, DEFAULT_HTTP_PORT, MAX_CPUS,
     MIN_MEMORY_BYTES, RUNTIME_PORT,
 };
 use super::tree::{error, Entry, Node, Pos, Value};
@@ -127,6 +127,23 @@ pub(crate) fn check_entry(
         Some(e) => check_env(&mut ctx, e),
         None => BTreeMap::new(),
     };
+    let state = match entry.string(&mut ctx, "state") {
+        Got::Ok((text, pos)) => match State::from_name(&text) {
+            Some(s) => s,
+            None => {
+                ctx.err(
+                    pos,
+                    Some("state"),
+                    format!(
+                        "unknown state `{text}`; supported: {}",
+                        State::ALL.map(State::as_str).join(", ")
+                    ),
+                );
+                State::None
+            }
+        },
+        Got::Absent | Got::Bad => State::None,
+    };
 
     let valid = ctx.errors.len() == before;
     let spec = match config {
@@ -143,6 +160,7 @@ pub(crate) fn check_entry(
             scaling,
             limits,
             env,
+            state,
         }),
         _ => None,
     };

@@ -53,7 +53,7 @@ pub fn render(spec: &FunctionSpec, tag: &str) -> Result<Rendered> {
             let runtime = format!("sluice/runtime:{tag}");
             text.push_str(&format!(
                 "FROM {build} AS build\nWORKDIR /src\nCOPY function/ /src/\n\
-                 RUN cargo install --path . --root /out --quiet && set -- /out/bin/* && cp \"$1\" /out/function\n\
+                 RUN if [ -f Cargo.lock ]; then locked=--locked; fi; cargo install $locked --path . --root /out --quiet && set -- /out/bin/* && cp \"$1\" /out/function\n\
                  FROM {runtime}\nCOPY --from=build /out/function {FUNCTION_DIR}/function\n"
             ));
             bases.push(build);

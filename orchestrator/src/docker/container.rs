@@ -56,13 +56,15 @@ pub fn runtime_env(spec: &FunctionSpec) -> Vec<String> {
 impl Engine {
     /// Creates and starts one replica of `spec` from `image` (an image id, so that a rolling
     /// update never changes what an existing replica runs). `name` comes from
-    /// [`Engine::replica_name`]. Returns the container id.
+    /// [`Engine::replica_name`]; `state_env` is the function's state credentials, if any.
+    /// Returns the container id.
     pub async fn launch(
         &self,
         spec: &FunctionSpec,
         name: &str,
         image: &str,
         spec_hash: &str,
+        state_env: Vec<String>,
     ) -> Result<String> {
         let labels = HashMap::from([
             (LABEL_MANAGED.to_string(), "true".to_string()),
@@ -91,7 +93,11 @@ impl Engine {
         let body = ContainerCreateBody {
             image: Some(image.to_string()),
             user: Some(FUNCTION_USER.to_string()),
-            env: Some(runtime_env(spec)),
+            env: Some({
+                let mut env = runtime_env(spec);
+                env.extend(state_env);
+                env
+            }),
             labels: Some(labels),
             hostname: Some(name.to_string()),
             stop_signal: Some("SIGTERM".to_string()),

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
-use sluice_common::registry::FunctionSpec;
+use sluice_common::registry::{FunctionSpec, State};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
@@ -929,7 +929,14 @@ impl Actor {
         let hash = self.spec_hash.clone();
         let tx = self.tx.clone();
         let handle = tokio::spawn(async move {
-            let created = ctx.engine.launch(&spec, &name, &image.id, &hash).await;
+            let created = async {
+                let env = match spec.state {
+                    State::Redis => ctx.state_users.ensure(&spec.name).await?,
+                    State::None => Vec::new(),
+                };
+                ctx.engine.launch(&spec, &name, &image.id, &hash, env).await
+            }
+            .await;
             let id = created.as_ref().ok().cloned();
             if tx
                 .send(Command::Created {

@@ -27,6 +27,7 @@ pub struct Ctx {
     pub engine: Engine,
     pub builder: Builder,
     pub store: Store,
+    pub state_users: crate::state::users::StateUsers,
     pub http: reqwest::Client,
     pub dataplane: crate::dataplane::DataPlane,
     pub ready_poll: Duration,

@@ -11,6 +11,8 @@
 //! everything but `desired` from the registry file and the engine, so a failed write is
 //! logged and retried on the next change, never fatal.
 
+pub mod users;
+
 use std::collections::HashMap;
 
 use redis::aio::ConnectionManager;
@@ -67,6 +69,11 @@ impl Store {
             conn,
             prefix: instance.to_string(),
         })
+    }
+
+    /// The connection, for the function-state users (same Redis, same credentials).
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
     }
 
     fn key(&self, k: &str) -> String {
