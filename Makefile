@@ -31,7 +31,7 @@ lint:
 	cargo clippy --release --locked --workspace --all-targets -- -D warnings
 	@for m in $(FUNCTION_CRATES); do \
 	  cargo fmt --manifest-path $$m -- --check && \
-	  cargo clippy --release --locked --manifest-path $$m --all-targets -- -D warnings || exit 1; \
+	  cargo clippy --release --locked --manifest-path $$m --target-dir target/functions --all-targets -- -D warnings || exit 1; \
 	done
 
 fmt:
@@ -43,7 +43,7 @@ validate:
 test: images
 	$(MAKE) lint
 	cargo test --release --locked --workspace --no-fail-fast
-	@for m in $(FUNCTION_CRATES); do cargo test --release --locked --manifest-path $$m || exit 1; done
+	@for m in $(FUNCTION_CRATES); do cargo test --release --locked --manifest-path $$m --target-dir target/functions || exit 1; done
 
 # `make up`: build what is missing, start the stack, wait until every service is healthy.
 up: deps

@@ -208,6 +208,18 @@ pub fn sipp(
     rate: u32,
     target: std::net::SocketAddr,
 ) -> i32 {
+    sipp_with(scenario, transport, calls, rate, target, &[])
+}
+
+/// [`sipp`] with extra arguments (`-s user`, `-au user -ap password`, ...).
+pub fn sipp_with(
+    scenario: &std::path::Path,
+    transport: &str,
+    calls: u32,
+    rate: u32,
+    target: std::net::SocketAddr,
+    extra: &[&str],
+) -> i32 {
     let dir = std::env::temp_dir().join(format!("sipp-{}", free_port()));
     std::fs::create_dir_all(&dir).expect("sipp work dir");
     let status = Command::new("sipp")
@@ -231,6 +243,7 @@ pub fn sipp(
             "-max_socket",
             "100",
         ])
+        .args(extra)
         .arg(target.to_string())
         .env("TERM", "dumb")
         .stdout(Stdio::null())

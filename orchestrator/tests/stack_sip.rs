@@ -1,13 +1,17 @@
 //! SIP through the whole compose stack, nothing mocked: sipp and the test's own UDP socket →
-//! sip-proxy (host network, 127.0.0.1) → gateway → router → the `sip-message` function
-//! (Python, the protobuf contract) → back as SIP.
+//! sip-proxy (host network, 127.0.0.1) → gateway → router → handler functions → back as SIP.
+//! One stack for every SIP check (it takes a while to build the registrar on a fresh engine):
+//! the Python `sip-message` handler, the `sip-register` registrar (RFC 3261 §10.3, digest
+//! authentication, scale from zero, retransmissions) and the isolation of function state in
+//! Redis (`state-probe`, a test fixture).
 
 mod stack_support;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use sluice_common::testing::{sipp, wait_for};
+use sha2::{Digest, Sha256};
+use sluice_common::testing::{free_port, sipp, sipp_with, wait_for, ChildGuard};
 use stack_support::*;
 
 const REGISTRY: &str = "sip-message:
@@ -18,6 +22,42 @@ const REGISTRY: &str = "sip-message:
     base_function_file_name: handler.py
     function_folder: sip-message
     extra_dependencies: \"protobuf==4.25.9\"
+sip-register:
+  name: sip-register
+  version: 0.1
+  configuration:
+    programming_language: rust
+    base_function_file_name: src/main.rs
+    function_folder: sip-register
+    mode: http
+  state: redis
+  scaling:
+    max_concurrency: 256
+  env:
+    SIP_MIN_EXPIRES: 2
+sip-register-auth:
+  name: sip-register-auth
+  version: 0.1
+  configuration:
+    programming_language: rust
+    base_function_file_name: src/main.rs
+    function_folder: sip-register
+    mode: http
+  state: redis
+  env:
+    SIP_AUTH: digest
+    SIP_REALM: sluice-test
+    SIP_ADMIN_TOKEN: test-admin-token
+    # sipp 3.6 answers the first challenge only, and knows MD5 only.
+    SIP_AUTH_ALGORITHMS: MD5,SHA-256
+state-probe:
+  name: state-probe
+  version: 0.1
+  configuration:
+    programming_language: python
+    base_function_file_name: handler.py
+    function_folder: state-probe
+  state: redis
 ";
 
 async fn sip_counters(s: &ComposeStack) -> serde_json::Value {
@@ -52,32 +92,58 @@ fn message(port: u16, call: &str, ctype: &str, body: &str) -> String {
 /// Sends `text` and, like a UDP client, again every T1 (500 ms) until a final response comes
 /// (at most 30 s); returns it and how many times the request went out.
 fn send_until_final(sock: &UdpSocket, to: SocketAddr, text: &str) -> (String, u32) {
+    send_until_final_every(sock, to, text, Duration::from_millis(500))
+}
+
+/// [`send_until_final`] retransmitting every `t1`. Responses to other requests (late copies
+/// of an earlier answer) are skipped: a final response counts only with the request's Call-ID
+/// and CSeq.
+fn send_until_final_every(
+    sock: &UdpSocket,
+    to: SocketAddr,
+    text: &str,
+    t1: Duration,
+) -> (String, u32) {
     let start = Instant::now();
     let mut sent = 0;
-    let mut buf = vec![0u8; 65536];
     while start.elapsed() < Duration::from_secs(30) {
         sock.send_to(text.as_bytes(), to).expect("send");
         sent += 1;
-        let deadline = Instant::now() + Duration::from_millis(500);
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            sock.set_read_timeout(Some(left.max(Duration::from_millis(1))))
-                .expect("timeout");
-            let Ok((n, _)) = sock.recv_from(&mut buf) else {
-                break;
-            };
-            let r = String::from_utf8_lossy(&buf[..n]).into_owned();
-            if !r.starts_with("SIP/2.0 1") {
-                return (r, sent);
-            }
+        if let Some(r) = recv_final(sock, text, t1) {
+            return (r, sent);
         }
     }
     panic!("no final response in 30 s after {sent} sends");
 }
 
+/// The final response to `request` arriving within `wait`, if any.
+fn recv_final(sock: &UdpSocket, request: &str, wait: Duration) -> Option<String> {
+    let key = |m: &str| (header_values(m, "Call-ID"), header_values(m, "CSeq"));
+    let want = key(request);
+    let mut buf = vec![0u8; 65536];
+    let deadline = Instant::now() + wait;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        sock.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .expect("timeout");
+        let Ok((n, _)) = sock.recv_from(&mut buf) else {
+            break;
+        };
+        let r = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if !r.starts_with("SIP/2.0 1") && key(&r) == want {
+            return Some(r);
+        }
+    }
+    None
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sip_requests_reach_a_python_handler_function_through_the_stack() {
+async fn sip_through_the_stack() {
     let s = ComposeStack::up("sip", REGISTRY).await;
     s.wait_built("sip-message").await;
+    s.wait_built("state-probe").await;
+    for f in ["sip-register", "sip-register-auth"] {
+        s.wait_built_within(f, Duration::from_secs(900)).await;
+    }
     let health = format!("http://127.0.0.1:{}/healthz", s.sip_admin_port);
     wait_for(
         "the sip-proxy to be healthy",
@@ -92,6 +158,14 @@ async fn sip_requests_reach_a_python_handler_function_through_the_stack() {
     )
     .await;
     let proxy: SocketAddr = format!("127.0.0.1:{}", s.sip_port).parse().expect("addr");
+    python_handler(&s, proxy).await;
+    registrar(&s, proxy).await;
+    digest(&s).await;
+    state_isolation(&s).await;
+}
+
+/// The Python handler: cold start with retransmissions, its own refusals, sipp UDP and TCP.
+async fn python_handler(s: &ComposeStack, proxy: SocketAddr) {
     let f = s.function("sip-message").await;
     assert_eq!(
         f["availableReplicas"].as_u64(),
@@ -111,9 +185,13 @@ async fn sip_requests_reach_a_python_handler_function_through_the_stack() {
         "answered by the function: {answer}"
     );
     assert!(answer.contains("X-Received-Bytes: 2"), "{answer}");
-    let c = sip_counters(&s).await;
+    let c = sip_counters(s).await;
     assert_eq!(c["handler_calls"], 1, "one execution for {sent} sends: {c}");
-    assert_eq!(c["retransmissions_absorbed"], sent as u64 - 1, "{c}");
+    assert_eq!(
+        counter(&c, "retransmissions_absorbed"),
+        u64::from(sent - 1),
+        "{c}"
+    );
 
     // The handler's own refusal travels the same way.
     let (answer, _) = send_until_final(
@@ -135,7 +213,371 @@ async fn sip_requests_reach_a_python_handler_function_through_the_stack() {
         .await
         .expect("sipp");
     assert_eq!(tcp, 0, "sipp over TCP\n{}", s.logs());
-    let c = sip_counters(&s).await;
+    let c = sip_counters(s).await;
     assert_eq!(c["handler_calls"], 2 + 250, "{c}");
     assert_eq!(c["responses_out.2xx"], 1 + 250, "{c}");
+}
+
+/// A REGISTER from the test's UDP socket on `port`, for AOR `sip:<user>@example.org`.
+fn register(port: u16, user: &str, call: &str, cseq: u32, extra: &[&str]) -> String {
+    let mut m = format!(
+        "REGISTER sip:example.org SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{call}-{cseq}-{n}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:{user}@example.org>;tag=f{call}\r\n\
+         To: <sip:{user}@example.org>\r\n\
+         Call-ID: {call}\r\n\
+         CSeq: {cseq} REGISTER\r\n",
+        n = free_port()
+    );
+    for h in extra {
+        m.push_str(h);
+        m.push_str("\r\n");
+    }
+    m.push_str("Content-Length: 0\r\n\r\n");
+    m
+}
+
+/// Every value of header `name` in a SIP message (one per line).
+fn header_values(msg: &str, name: &str) -> Vec<String> {
+    let head = msg.split("\r\n\r\n").next().unwrap_or("");
+    head.lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim().to_string())
+        .collect()
+}
+
+fn status(msg: &str) -> u16 {
+    msg.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+fn counter(c: &serde_json::Value, name: &str) -> u64 {
+    c[name].as_u64().unwrap_or(0)
+}
+
+/// The registrar (`sip-register`, Rust, state in Redis): RFC 3261 §10.3 as a phone sees it.
+async fn registrar(s: &ComposeStack, proxy: SocketAddr) {
+    let f = s.function("sip-register").await;
+    assert_eq!(f["availableReplicas"].as_u64(), Some(0), "at zero: {f}");
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let port = sock.local_addr().expect("addr").port();
+    let a = format!("<sip:alice@127.0.0.1:{port}>");
+    let b = format!("<sip:alice@127.0.0.1:{port};transport=udp;dev=b>");
+    let contacts = |m: &str| header_values(m, "Contact");
+
+    // From zero: the phone retransmits (every 100 ms here) while the registrar cold-starts;
+    // it gets its 200 and the function runs once.
+    let c0 = sip_counters(s).await;
+    let (ok, sent) = send_until_final_every(
+        &sock,
+        proxy,
+        &register(
+            port,
+            "alice",
+            "a1",
+            1,
+            &[&format!("Contact: {a}"), "Expires: 600"],
+        ),
+        Duration::from_millis(100),
+    );
+    assert_eq!(status(&ok), 200, "{ok}");
+    assert_eq!(contacts(&ok), [format!("{a};expires=600")], "{ok}");
+    assert!(
+        sent >= 2,
+        "the client was still retransmitting: {sent} sends"
+    );
+    let c1 = sip_counters(s).await;
+    assert_eq!(
+        counter(&c1, "handler_calls") - counter(&c0, "handler_calls"),
+        1,
+        "{c1}"
+    );
+    assert_eq!(
+        counter(&c1, "retransmissions_absorbed") - counter(&c0, "retransmissions_absorbed"),
+        u64::from(sent - 1),
+        "{c1}"
+    );
+
+    // Warm: the same REGISTER three times, T1 apart, calls the function once.
+    let second = register(
+        port,
+        "alice",
+        "b1",
+        1,
+        &[&format!("Contact: {b};expires=120"), "Expires: 600"],
+    );
+    for i in 0..3 {
+        if i > 0 {
+            std::thread::sleep(Duration::from_millis(500)); // the client's T1, not a wait
+        }
+        sock.send_to(second.as_bytes(), proxy).expect("send");
+    }
+    let ok = recv_final(&sock, &second, Duration::from_secs(10)).expect("a final response");
+    assert_eq!(status(&ok), 200, "{ok}");
+    let c2 = sip_counters(s).await;
+    assert_eq!(
+        counter(&c2, "handler_calls") - counter(&c1, "handler_calls"),
+        1,
+        "{c2}"
+    );
+    assert_eq!(
+        counter(&c2, "retransmissions_absorbed") - counter(&c1, "retransmissions_absorbed"),
+        2,
+        "{c2}"
+    );
+    // Two devices on one AOR; the second one's own expires parameter wins over Expires.
+    let got = contacts(&ok);
+    assert_eq!(got.len(), 2, "{ok}");
+    assert!(
+        got.iter().any(|c| c.starts_with(&format!("{a};expires="))),
+        "{ok}"
+    );
+    assert!(got.contains(&format!("{b};expires=120")), "{ok}");
+
+    let ask = |call: &str, cseq: u32, extra: &[&str]| {
+        send_until_final(&sock, proxy, &register(port, "alice", call, cseq, extra)).0
+    };
+    // Refresh (same Call-ID, higher CSeq): a new interval.
+    let r = ask("a1", 2, &[&format!("Contact: {a}"), "Expires: 300"]);
+    assert!(contacts(&r).contains(&format!("{a};expires=300")), "{r}");
+    // A fetch (no Contact) lists every binding and changes nothing.
+    let r = ask("q1", 1, &[]);
+    assert_eq!((status(&r), contacts(&r).len()), (200, 2), "{r}");
+    // An older CSeq of the same registration is refused and changes nothing.
+    let r = ask("a1", 1, &[&format!("Contact: {a}"), "Expires: 0"]);
+    assert_eq!(status(&r), 500, "{r}");
+    assert_eq!(contacts(&ask("q2", 1, &[])).len(), 2);
+    // Expires: 0 removes one binding.
+    let r = ask("b1", 2, &[&format!("Contact: {b}"), "Expires: 0"]);
+    let left = contacts(&r);
+    assert_eq!(left.len(), 1, "{r}");
+    assert!(left[0].starts_with(&format!("{a};expires=")), "{r}");
+    // Below min-expires (2 s in this stack): 423 with Min-Expires.
+    let r = ask("c1", 1, &[&format!("Contact: {b}"), "Expires: 1"]);
+    assert_eq!(status(&r), 423, "{r}");
+    assert_eq!(header_values(&r, "Min-Expires"), ["2"], "{r}");
+    // The wildcard removes every binding.
+    let r = ask("w1", 1, &["Contact: *", "Expires: 0"]);
+    assert_eq!((status(&r), contacts(&r).len()), (200, 0), "{r}");
+    assert_eq!(contacts(&ask("q3", 1, &[])).len(), 0);
+    // A binding lapses at its expiry: listed, then gone.
+    let r = ask("e1", 1, &[&format!("Contact: {a}"), "Expires: 2"]);
+    assert_eq!(contacts(&r), [format!("{a};expires=2")], "{r}");
+    let mut n = 0;
+    wait_for("the 2 s binding to lapse", Duration::from_secs(15), || {
+        n += 1;
+        let r = ask(&format!("q-e{n}"), 1, &[]);
+        async move { contacts(&r).is_empty().then_some(()) }
+    })
+    .await;
+    // OPTIONS is answered.
+    let options = format!(
+        "OPTIONS sip:example.org SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKopt1\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:alice@example.org>;tag=o1\r\nTo: <sip:example.org>\r\n\
+         Call-ID: o1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    );
+    let (r, _) = send_until_final(&sock, proxy, &options);
+    assert_eq!(status(&r), 200, "{r}");
+    assert!(
+        header_values(&r, "Allow")
+            .iter()
+            .any(|v| v.contains("REGISTER")),
+        "{r}"
+    );
+
+    // sipp: 1 000 distinct users over UDP and 100 over TCP, every one answered 200.
+    let scenario = repo_root().join("sip-proxy/tests/sipp/register.xml");
+    let sc = scenario.clone();
+    let udp = tokio::task::spawn_blocking(move || sipp(&sc, "u1", 1000, 200, proxy))
+        .await
+        .expect("sipp");
+    assert_eq!(udp, 0, "1000 REGISTERs over UDP\n{}", s.logs());
+    let tcp = tokio::task::spawn_blocking(move || sipp(&scenario, "t1", 100, 50, proxy))
+        .await
+        .expect("sipp");
+    assert_eq!(tcp, 0, "100 REGISTERs over TCP\n{}", s.logs());
+}
+
+fn sha256_hex(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+/// Digest authentication (`sip-register-auth`): users provisioned over its HTTP API, a
+/// challenge, SHA-256 by hand and MD5 by sipp, refusals. Through a second sip-proxy process
+/// (the same binary) routing REGISTER to that function.
+async fn digest(s: &ComposeStack) {
+    let users = s.url("/function/sip-register-auth/users/alice");
+    let put = |token: Option<&str>| {
+        let mut r = s.http.put(&users).body(r#"{"password": "wonderland"}"#);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    assert_eq!(put(None).await.expect("put").status(), 401, "no token");
+    assert_eq!(
+        put(Some("guess")).await.expect("put").status(),
+        401,
+        "wrong token"
+    );
+    assert_eq!(
+        put(Some("test-admin-token")).await.expect("put").status(),
+        200
+    );
+
+    let sip_port = free_port();
+    let admin_port = free_port();
+    let mut proxy_proc = ChildGuard(Some(
+        std::process::Command::new(repo_root().join("target/release/sip-proxy"))
+            .env("SLUICE_SIP_LISTEN", format!("127.0.0.1:{sip_port}"))
+            .env("SLUICE_SIP_ADMIN_LISTEN", format!("127.0.0.1:{admin_port}"))
+            .env("SLUICE_GATEWAY", format!("http://127.0.0.1:{}", s.port))
+            .env("SLUICE_SIP_ROUTES", "REGISTER=sip-register-auth")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("sip-proxy binary (cargo build --release)"),
+    ));
+    let health = format!("http://127.0.0.1:{admin_port}/healthz");
+    wait_for("the second sip-proxy", Duration::from_secs(30), || {
+        let (http, url) = (s.http.clone(), health.clone());
+        async move {
+            http.get(&url)
+                .send()
+                .await
+                .ok()?
+                .status()
+                .is_success()
+                .then_some(())
+        }
+    })
+    .await;
+    let proxy: SocketAddr = format!("127.0.0.1:{sip_port}").parse().expect("addr");
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let port = sock.local_addr().expect("addr").port();
+    let contact = format!("Contact: <sip:alice@127.0.0.1:{port}>");
+
+    // No credentials: 401 with a challenge per algorithm.
+    let (r, _) = send_until_final(&sock, proxy, &register(port, "alice", "d1", 1, &[&contact]));
+    assert_eq!(status(&r), 401, "{r}");
+    let challenges = header_values(&r, "WWW-Authenticate");
+    assert_eq!(challenges.len(), 2, "{r}");
+    let sha = challenges
+        .iter()
+        .find(|c| c.contains("algorithm=SHA-256"))
+        .expect("a SHA-256 challenge");
+    let nonce = sha
+        .split("nonce=\"")
+        .nth(1)
+        .and_then(|v| v.split('"').next())
+        .expect("nonce");
+    let answer = |user: &str, password: &str| {
+        let ha1 = sha256_hex(&format!("{user}:sluice-test:{password}"));
+        let ha2 = sha256_hex("REGISTER:sip:example.org");
+        let resp = sha256_hex(&format!("{ha1}:{nonce}:00000001:c0ffee:auth:{ha2}"));
+        format!(
+            "Authorization: Digest username=\"{user}\", realm=\"sluice-test\", nonce=\"{nonce}\", \
+             uri=\"sip:example.org\", response=\"{resp}\", algorithm=SHA-256, qop=auth, \
+             nc=00000001, cnonce=\"c0ffee\""
+        )
+    };
+    let ask = |aor: &str, cseq: u32, auth: String| {
+        send_until_final(
+            &sock,
+            proxy,
+            &register(port, aor, "d1", cseq, &[&contact, &auth]),
+        )
+        .0
+    };
+    let r = ask("alice", 2, answer("alice", "wonderland"));
+    assert_eq!(status(&r), 200, "SHA-256 digest: {r}");
+    assert_eq!(header_values(&r, "Contact").len(), 1, "{r}");
+    let r = ask("alice", 3, answer("alice", "looking-glass"));
+    assert_eq!(status(&r), 403, "wrong password: {r}");
+    let r = ask("bob", 4, answer("bob", "wonderland"));
+    assert_eq!(status(&r), 403, "unknown user: {r}");
+    // Alice's credentials do not register someone else's address.
+    let r = ask("mallory", 5, answer("alice", "wonderland"));
+    assert_eq!(status(&r), 403, "another AOR: {r}");
+
+    // sipp's [authentication] (MD5): challenge, answer, 200 for every call.
+    let scenario = repo_root().join("sip-proxy/tests/sipp/register-digest.xml");
+    let rc = tokio::task::spawn_blocking(move || {
+        sipp_with(
+            &scenario,
+            "u1",
+            20,
+            10,
+            proxy,
+            &["-s", "alice", "-au", "alice", "-ap", "wonderland"],
+        )
+    })
+    .await
+    .expect("sipp");
+    assert_eq!(rc, 0, "sipp digest registration\n{}", s.logs());
+    proxy_proc.terminate();
+}
+
+/// A function's Redis credentials reach its own prefix and nothing else.
+async fn state_isolation(s: &ComposeStack) {
+    let control = format!("{}:functions", s.project);
+    // The control key is really there (read as the control plane, inside the redis container).
+    let redis = s.service("redis");
+    let len = docker(&[
+        "exec",
+        &redis,
+        "sh",
+        "-c",
+        &format!("redis-cli --no-auth-warning -a \"$(cat /run/sluice-secret/redis-password)\" HLEN {control}"),
+    ]);
+    assert!(
+        len.parse::<u64>().unwrap_or(0) > 0,
+        "control hash {control}: {len:?}"
+    );
+
+    let r = s
+        .http
+        .get(s.url(&format!("/function/state-probe?control={control}")))
+        .send()
+        .await
+        .expect("state-probe");
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.expect("json");
+    let text = |k: &str| v[k].as_str().unwrap_or("").to_string();
+    assert_eq!(text("prefix"), "fn:state-probe:", "{v}");
+    assert_eq!(v["control_password_file_visible"], false, "{v}");
+    assert!(text("anonymous_get").starts_with("ERR NOAUTH"), "{v}");
+    assert!(
+        text("default_user_guess").starts_with("ERR WRONGPASS"),
+        "{v}"
+    );
+    assert_eq!(text("auth"), "OK", "{v}");
+    assert_eq!(
+        (text("own_set"), text("own_get")),
+        ("OK".into(), "1".into()),
+        "{v}"
+    );
+    for k in [
+        "control_read",
+        "control_write",
+        "sluice_write",
+        "sluice_delete",
+        "keys",
+        "scan",
+        "flushall",
+        "other_function",
+    ] {
+        assert!(text(k).starts_with("ERR NOPERM"), "{k}: {v}");
+    }
+    let after = docker(&[
+        "exec",
+        &redis,
+        "sh",
+        "-c",
+        &format!("redis-cli --no-auth-warning -a \"$(cat /run/sluice-secret/redis-password)\" HEXISTS {control} evil"),
+    ]);
+    assert_eq!(after, "0", "the control hash is untouched");
 }

@@ -58,6 +58,15 @@ impl ComposeStack {
                 copy_dir(&e.path(), &fns.join(e.file_name()));
             }
         }
+        // Test-only fixtures (orchestrator/tests/functions/*), e.g. the state probe.
+        let fixtures = repo_root().join("orchestrator/tests/functions");
+        if let Ok(entries) = std::fs::read_dir(&fixtures) {
+            for e in entries.flatten() {
+                if e.path().is_dir() {
+                    copy_dir(&e.path(), &fns.join(e.file_name()));
+                }
+            }
+        }
         std::fs::write(dir.path().join("global-function-definition.yml"), registry)
             .expect("registry");
         let suffix: u32 = rand::random();
@@ -163,18 +172,20 @@ impl ComposeStack {
     }
 
     pub async fn wait_built(&self, name: &str) {
-        wait_for(
-            &format!("{name} built"),
-            Duration::from_secs(300),
-            || async {
-                let f = self.function(name).await;
-                match f["build"]["state"].as_str() {
-                    Some("ready") => Some(()),
-                    Some("failed") => panic!("build of {name} failed: {}", f["build"]["error"]),
-                    _ => None,
-                }
-            },
-        )
+        self.wait_built_within(name, Duration::from_secs(300)).await
+    }
+
+    /// [`Self::wait_built`] with its own deadline (a Rust function with dependencies compiles
+    /// them in its image build: minutes on a fresh engine).
+    pub async fn wait_built_within(&self, name: &str, deadline: Duration) {
+        wait_for(&format!("{name} built"), deadline, || async {
+            let f = self.function(name).await;
+            match f["build"]["state"].as_str() {
+                Some("ready") => Some(()),
+                Some("failed") => panic!("build of {name} failed: {}", f["build"]["error"]),
+                _ => None,
+            }
+        })
         .await;
     }
 
