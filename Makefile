@@ -5,7 +5,7 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo "docker-compose")
 export SLUICE_VERSION := $(VERSION)
 
-.PHONY: help deps images up down logs test lint fmt validate load-test bench profile
+.PHONY: help deps images up down logs test lint fmt validate load-test bench bench-sip profile
 
 help:
 	@echo "make up        build what is missing, start the platform, wait until healthy"
@@ -14,6 +14,7 @@ help:
 	@echo "make test      install missing tools, build images, run every test"
 	@echo "make validate  check global-function-definition.yml"
 	@echo "make bench     install nginx/haproxy/wrk if missing, build images, benchmark; writes BENCHMARKS.md"
+	@echo "make bench-sip REGISTER/s, Sluice next to Kamailio (installs kamailio if missing); writes BENCHMARKS.md"
 	@echo "make profile   perf profile of the warm path (gateway → router → fast); writes bench-results/profile/"
 
 deps:
@@ -70,6 +71,13 @@ load-test:
 # and bench-results/ (CSV per section, PNG charts). Settings: SLUICE_BENCH_* (see the bench).
 bench:
 	@scripts/bench.sh
+
+# SIP registration throughput, side by side: sipp's REGISTER ramp against Sluice (make up's
+# platform, 127.0.0.1:5060), Kamailio 5.6 (usrloc db_mode 0, registrar, a worker per core) and
+# Sluice with digest. Writes the "SIP registration" section of BENCHMARKS.md and
+# bench-results/sip.csv. Settings: SLUICE_BENCH_SIP_* (see the script).
+bench-sip:
+	@scripts/bench-sip.sh
 
 # Where the CPU goes on the warm path: perf over every CPU while wrk drives `fast` through the
 # gateway (autoscaling off, one replica). Writes bench-results/profile/summary.md.

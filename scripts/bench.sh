@@ -27,37 +27,7 @@ command -v timeout >/dev/null 2>&1 || die "timeout (coreutils) is required"
 
 # 1. Tools.
 timeout 1200 scripts/deps.sh || die "scripts/deps.sh failed (or took more than 20 minutes)"
-need=()
-command -v nginx >/dev/null 2>&1 || need+=(nginx)
-command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
-command -v wrk >/dev/null 2>&1 || need+=(wrk)
-if [ ${#need[@]} -gt 0 ]; then
-  command -v apt-get >/dev/null 2>&1 || die "missing ${need[*]} and no apt-get to install them"
-  log "installing ${need[*]} (Debian packages; their system services are not started)"
-  # invoke-rc.d / deb-systemd-invoke ask policy-rc.d before starting a service: 101 = never.
-  policy=/usr/sbin/policy-rc.d created_policy=""
-  if [ ! -e "$policy" ]; then
-    printf '#!/bin/sh\n# Temporary (scripts/bench.sh): no service starts during this install.\nexit 101\n' \
-      | $SUDO tee "$policy" >/dev/null
-    $SUDO chmod 755 "$policy"
-    created_policy=1
-  fi
-  status=0
-  { timeout 600 $SUDO apt-get update -q >/dev/null \
-      && DEBIAN_FRONTEND=noninteractive timeout 900 $SUDO apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null; } \
-    || status=$?
-  [ -n "$created_policy" ] && $SUDO rm -f "$policy"
-  [ $status -eq 0 ] || die "installing ${need[*]} failed (exit $status)"
-  # Not started now, and not at the next boot either.
-  if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
-    for s in "${need[@]}"; do
-      case $s in nginx|haproxy) timeout 60 $SUDO systemctl disable --now "$s" >/dev/null 2>&1 || true ;; esac
-    done
-  fi
-fi
-for t in nginx haproxy wrk; do
-  command -v "$t" >/dev/null 2>&1 || die "$t is still missing after the install"
-done
+timeout 1800 scripts/install-packages.sh nginx=nginx haproxy=haproxy wrk=wrk || die "installing nginx, haproxy and wrk failed"
 
 # 2. Images (incremental: only what changed is rebuilt).
 if [ -n "${SLUICE_BENCH_SKIP_IMAGES:-}" ]; then

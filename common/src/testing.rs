@@ -222,7 +222,7 @@ pub fn sipp_with(
 ) -> i32 {
     let dir = std::env::temp_dir().join(format!("sipp-{}", free_port()));
     std::fs::create_dir_all(&dir).expect("sipp work dir");
-    let status = Command::new("sipp")
+    let out = Command::new("sipp")
         .current_dir(&dir)
         .arg("-sf")
         .arg(scenario)
@@ -242,14 +242,34 @@ pub fn sipp_with(
             "-nostdin",
             "-max_socket",
             "100",
+            "-trace_err",
         ])
         .args(extra)
         .arg(target.to_string())
         .env("TERM", "dumb")
-        .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .status()
+        .output()
         .expect("sipp (make deps installs sip-tester)");
+    let code = out.status.code().unwrap_or(-1);
+    if code != 0 {
+        // What went wrong, for the failing test's output: sipp's final statistics and its
+        // error log (unexpected messages, timeouts).
+        let screen = String::from_utf8_lossy(&out.stdout);
+        let tail: Vec<&str> = screen.lines().rev().take(45).collect();
+        eprintln!("---- sipp exited {code}; its last screen ----");
+        for l in tail.iter().rev() {
+            eprintln!("{l}");
+        }
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().ends_with("_errors.log") {
+                    let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                    let head: String = text.lines().take(60).collect::<Vec<_>>().join("\n");
+                    eprintln!("---- sipp errors ----\n{head}");
+                }
+            }
+        }
+    }
     let _ = std::fs::remove_dir_all(&dir);
-    status.code().unwrap_or(-1)
+    code
 }

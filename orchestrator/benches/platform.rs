@@ -649,7 +649,10 @@ async fn run() -> Result<bool> {
     let previous = std::fs::read_to_string(&md_path)
         .or_else(|_| std::fs::read_to_string(repo_root().join("BENCHMARKS.md")))
         .unwrap_or_default();
-    let md = report.markdown(&history::section(&report, &previous));
+    let md = carry_sip_section(
+        report.markdown(&history::section(&report, &previous)),
+        &previous,
+    );
     std::fs::write(&md_path, md).with_context(|| format!("write {}", md_path.display()))?;
 
     p(format!(
@@ -678,6 +681,24 @@ async fn run() -> Result<bool> {
         || (s.has("cold") && report.cold.iter().any(|c| c.methods.is_err()))
         || (s.has("scale") && report.scale.is_err());
     Ok(!failed)
+}
+
+/// `make bench-sip` writes its own section of BENCHMARKS.md (between its markers): kept as it
+/// is, before `## History`.
+fn carry_sip_section(md: String, previous: &str) -> String {
+    const START: &str = "<!-- bench-sip:start -->";
+    const END: &str = "<!-- bench-sip:end -->";
+    let Some(from) = previous.find(START) else {
+        return md;
+    };
+    let Some(to) = previous[from..].find(END).map(|i| from + i + END.len()) else {
+        return md;
+    };
+    let section = &previous[from..to];
+    match md.find("\n## History") {
+        Some(at) => format!("{}\n{section}\n{}", &md[..at], &md[at..]),
+        None => format!("{}\n\n{section}\n", md.trim_end()),
+    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

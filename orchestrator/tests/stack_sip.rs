@@ -395,11 +395,23 @@ async fn registrar(s: &ComposeStack, proxy: SocketAddr) {
     let udp = tokio::task::spawn_blocking(move || sipp(&sc, "u1", 1000, 200, proxy))
         .await
         .expect("sipp");
-    assert_eq!(udp, 0, "1000 REGISTERs over UDP\n{}", s.logs());
+    assert_eq!(
+        udp,
+        0,
+        "1000 REGISTERs over UDP\nsip-proxy: {}\n{}",
+        sip_counters(s).await,
+        s.logs()
+    );
     let tcp = tokio::task::spawn_blocking(move || sipp(&scenario, "t1", 100, 50, proxy))
         .await
         .expect("sipp");
-    assert_eq!(tcp, 0, "100 REGISTERs over TCP\n{}", s.logs());
+    assert_eq!(
+        tcp,
+        0,
+        "100 REGISTERs over TCP\nsip-proxy: {}\n{}",
+        sip_counters(s).await,
+        s.logs()
+    );
 }
 
 fn sha256_hex(s: &str) -> String {

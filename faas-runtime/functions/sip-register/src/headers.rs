@@ -3,13 +3,11 @@
 //! validated the message with a SIP parsing crate). Pure functions; nothing here panics on
 //! any input.
 
-/// Splits a header value on the commas that separate list items: commas inside a quoted
-/// string or inside `<...>` do not count. Items are trimmed; empty items are dropped.
-pub fn split_list(value: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let (mut quoted, mut escaped, mut angle) = (false, false, false);
-    let mut start = 0;
-    for (i, c) in value.char_indices() {
+/// The characters of `s` outside quoted strings (RFC 3261 `quoted-string`, with `\`
+/// escapes), with their byte offsets.
+fn unquoted(s: &str) -> impl Iterator<Item = (usize, char)> + '_ {
+    let (mut quoted, mut escaped) = (false, false);
+    s.char_indices().filter(move |&(_, c)| {
         if quoted {
             match (escaped, c) {
                 (true, _) => escaped = false,
@@ -17,10 +15,24 @@ pub fn split_list(value: &str) -> Vec<&str> {
                 (false, '"') => quoted = false,
                 _ => {}
             }
-            continue;
+            false
+        } else if c == '"' {
+            quoted = true;
+            false
+        } else {
+            true
         }
+    })
+}
+
+/// Splits a header value on the commas that separate list items: commas inside a quoted
+/// string or inside `<...>` do not count. Items are trimmed; empty items are dropped.
+pub fn split_list(value: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut angle = false;
+    let mut start = 0;
+    for (i, c) in unquoted(value) {
         match c {
-            '"' => quoted = true,
             '<' => angle = true,
             '>' => angle = false,
             ',' if !angle => {
@@ -86,22 +98,7 @@ pub fn parse_address(item: &str) -> Option<Address<'_>> {
 }
 
 fn find_unquoted(s: &str, target: char) -> Option<usize> {
-    let (mut quoted, mut escaped) = (false, false);
-    for (i, c) in s.char_indices() {
-        if quoted {
-            match (escaped, c) {
-                (true, _) => escaped = false,
-                (false, '\\') => escaped = true,
-                (false, '"') => quoted = false,
-                _ => {}
-            }
-        } else if c == '"' {
-            quoted = true;
-        } else if c == target {
-            return Some(i);
-        }
-    }
-    None
+    unquoted(s).find(|&(_, c)| c == target).map(|(i, _)| i)
 }
 
 /// `;a=1;b;c="x"` → [(a, 1), (b, None), (c, x)]. `None` when the text is not a parameter

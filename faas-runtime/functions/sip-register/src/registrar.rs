@@ -565,3 +565,65 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn header() -> impl Strategy<Value = (String, String)> {
+        (
+            prop::sample::select(vec![
+                "To", "Contact", "Expires", "CSeq", "Call-ID", "Require",
+            ]),
+            ".{0,60}",
+        )
+            .prop_map(|(n, v)| (n.to_string(), v))
+    }
+
+    proptest! {
+        /// Whatever the headers, reading a REGISTER answers (an error or a request): no panic.
+        #[test]
+        fn any_headers_are_answered(hdrs in prop::collection::vec(header(), 0..8)) {
+            if let Ok(r) = parse_register(&hdrs) {
+                let _ = decide(&r, &[], 0, &Policy::default());
+            }
+        }
+
+        /// A sequence of REGISTERs on one AOR: the 200 OK always lists exactly the bindings
+        /// that are stored afterwards, each unexpired, and a refusal writes nothing.
+        #[test]
+        fn the_answer_lists_exactly_what_is_stored(
+            steps in prop::collection::vec((0u8..4, 0u32..3, 0u32..200, 0u8..3, 0u64..100_000), 1..30)
+        ) {
+            let mut store: Vec<(String, Binding)> = Vec::new();
+            let mut now = 0u64;
+            for (contact, call, expires, cseq_step, dt) in steps {
+                now += dt;
+                let hdrs = vec![
+                    ("To".to_string(), "<sip:a@h>".to_string()),
+                    ("Call-ID".to_string(), format!("c{call}")),
+                    ("CSeq".to_string(), format!("{} REGISTER", cseq_step + 1)),
+                    ("Contact".to_string(), format!("<sip:a@10.0.0.{contact}>")),
+                    ("Expires".to_string(), expires.to_string()),
+                ];
+                let r = parse_register(&hdrs).expect("valid");
+                let o = decide(&r, &store, now, &Policy { min_expires: 10, max_expires: 150, default_expires: 60 });
+                if o.status != 200 {
+                    prop_assert!(!o.writes());
+                    continue;
+                }
+                store.retain(|(k, _)| !o.delete.contains(k) && !o.put.iter().any(|(p, _)| p == k));
+                store.extend(o.put.iter().cloned());
+                let mut listed: Vec<&str> = o.headers.iter().filter(|(n, _)| n == "Contact").map(|(_, v)| v.as_str()).collect();
+                let mut live: Vec<String> = store.iter().filter(|(_, b)| b.expires_at_ms > now).map(|(_, b)| b.uri.clone()).collect();
+                prop_assert_eq!(listed.len(), live.len());
+                listed.sort();
+                live.sort();
+                for (l, u) in listed.iter().zip(&live) {
+                    prop_assert!(l.starts_with(&format!("<{u}>;expires=")), "{} vs {}", l, u);
+                }
+            }
+        }
+    }
+}
