@@ -147,6 +147,10 @@ where
 
 async fn serve(mut cfg: Config) -> anyhow::Result<()> {
     let stop = sluice_common::shutdown::token();
+    // Control keys are `<instance>:*`; `fn:*` belongs to functions' own state.
+    if cfg.instance == "fn" {
+        anyhow::bail!("SLUICE_INSTANCE `fn` is reserved: function state lives under `fn:`");
+    }
     let (url, password) =
         sluice_common::config::redis_url(&cfg.redis_url, cfg.redis_password_file.as_deref())?;
     let state_url = cfg

@@ -7,6 +7,11 @@
 //!
 //! Also an HTTP API to provision digest users (`/users`, bearer token `SIP_ADMIN_TOKEN`).
 //! Settings (environment, from the registry's `env:`) are listed in README.md.
+//!
+//! Shape: hyper on a small tokio runtime takes any number of keep-alive connections without a
+//! thread each (a function container has a pids limit); each call's work — the decision and
+//! its Redis transaction, which are blocking — runs on at most `SIP_THREADS` blocking
+//! threads, each taking a Redis connection from a pool.
 #![forbid(unsafe_code)]
 
 mod digest;
@@ -14,13 +19,19 @@ mod headers;
 mod registrar;
 mod store;
 
-use std::io::Read;
+use std::convert::Infallible;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
 use prost::Message;
-use tiny_http::{Header, Request, Response, Server};
 
 use digest::{Algorithm, NonceState};
 use registrar::{Outcome, Policy};
@@ -105,6 +116,8 @@ impl Config {
 struct App {
     cfg: Config,
     store: store::Store,
+    /// Idle Redis connections (a WATCH/MULTI transaction needs a connection of its own).
+    pool: Mutex<Vec<redis::Connection>>,
     /// Signs nonces; derived from the function's own Redis credentials, which every replica
     /// shares and nothing else has.
     nonce_secret: Vec<u8>,
@@ -141,97 +154,131 @@ fn main() -> ExitCode {
     let nonce_secret = digest::Algorithm::Sha256
         .hash(&format!("sip-register-nonce:{url}"))
         .into_bytes();
-    let server = match Server::http(("0.0.0.0", cfg.port)) {
-        Ok(s) => Arc::new(s),
-        Err(e) => {
-            eprintln!("sip-register: cannot listen on 0.0.0.0:{}: {e}", cfg.port);
-            return ExitCode::FAILURE;
-        }
-    };
+    let port = cfg.port;
+    let threads = cfg.threads;
+    let auth = if cfg.auth { "digest" } else { "off" };
     eprintln!(
-        "sip-register: listening on 0.0.0.0:{} (auth {}, realm {:?}, {} threads)",
-        cfg.port,
-        if cfg.auth { "digest" } else { "off" },
-        cfg.realm,
-        cfg.threads
+        "sip-register: listening on 0.0.0.0:{port} (auth {auth}, realm {:?}, {threads} threads)",
+        cfg.realm
     );
     let app = Arc::new(App {
         cfg,
         store,
+        pool: Mutex::new(Vec::new()),
         nonce_secret,
     });
-    let mut workers = Vec::new();
-    for _ in 0..app.cfg.threads {
-        let (server, app) = (server.clone(), app.clone());
-        workers.push(std::thread::spawn(move || {
-            let mut con = None;
-            while let Ok(req) = server.recv() {
-                serve(&app, &mut con, req);
-            }
-        }));
-    }
-    for w in workers {
-        let _ = w.join();
-    }
-    ExitCode::SUCCESS
-}
-
-fn header(name: &str, value: &str) -> Header {
-    // Names and values here are ASCII constants or checked text: from_bytes cannot fail on
-    // them; fall back to a harmless header rather than panic.
-    Header::from_bytes(name.as_bytes(), value.as_bytes()).unwrap_or_else(|_| {
-        Header::from_bytes(&b"X-Invalid"[..], &b"1"[..]).unwrap_or_else(|_| unreachable!())
-    })
-}
-
-fn reply(req: Request, status: u16, ctype: &str, body: Vec<u8>) {
-    let resp = Response::from_data(body)
-        .with_status_code(status)
-        .with_header(header("Content-Type", ctype));
-    let _ = req.respond(resp);
-}
-
-fn json_reply(req: Request, status: u16, v: serde_json::Value) {
-    reply(req, status, "application/json", v.to_string().into_bytes());
-}
-
-fn serve(app: &App, con: &mut Option<redis::Connection>, mut req: Request) {
-    let mut body = Vec::new();
-    if req
-        .as_reader()
-        .take(MAX_BODY + 1)
-        .read_to_end(&mut body)
-        .is_err()
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(threads)
+        .enable_all()
+        .build()
     {
-        return reply(req, 400, "text/plain", b"cannot read the body".to_vec());
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sip-register: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(serve(app, port)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sip-register: {e}");
+            ExitCode::FAILURE
+        }
     }
-    if body.len() as u64 > MAX_BODY {
-        return reply(req, 413, "text/plain", b"body too large".to_vec());
+}
+
+/// Accepts connections until SIGTERM, then lets the calls in flight finish (at most 10 s).
+async fn serve(app: Arc<App>, port: u16) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    eprintln!("sip-register: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            _ = term.recv() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let conn = http1::Builder::new().keep_alive(true).serve_connection(
+            TokioIo::new(stream),
+            service_fn(move |req| call(app.clone(), req)),
+        );
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
     }
-    let path = req.url().split('?').next().unwrap_or("/").to_string();
-    let method = req.method().as_str().to_string();
+    let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+    Ok(())
+}
+
+/// What a call answers: status, content type, body.
+type Answer = (u16, &'static str, Vec<u8>);
+
+fn json(status: u16, v: serde_json::Value) -> Answer {
+    (status, "application/json", v.to_string().into_bytes())
+}
+
+async fn call(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = req.into_parts();
+    let answer = match Limited::new(body, MAX_BODY as usize).collect().await {
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            json(413, serde_json::json!({"error": "body too large"}))
+        }
+        Err(_) => json(400, serde_json::json!({"error": "cannot read the body"})),
+        Ok(collected) => {
+            let body = collected.to_bytes();
+            let method = parts.method.as_str().to_string();
+            let path = parts.uri.path().to_string();
+            let bearer = parts
+                .headers
+                .get(hyper::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            tokio::task::spawn_blocking(move || route(&app, &method, &path, &bearer, &body))
+                .await
+                .unwrap_or_else(|_| json(500, serde_json::json!({"error": "the call failed"})))
+        }
+    };
+    let (status, ctype, body) = answer;
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() =
+        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(ctype),
+    );
+    Ok(resp)
+}
+
+/// One call, on a blocking thread: the SIP event or the users API.
+fn route(app: &App, method: &str, path: &str, bearer: &str, body: &[u8]) -> Answer {
     if path == "/users" || path.starts_with("/users/") {
-        return users_api(app, con, req, &method, &path, &body);
+        return users_api(app, method, path, bearer, body);
     }
     if method != "POST" || path != "/" {
-        return json_reply(
-            req,
+        return json(
             404,
             serde_json::json!({"error": "POST / with a protobuf sluice.sip.v1.Event, or /users"}),
         );
     }
-    let event = match sip::Event::decode(body.as_slice()) {
-        Ok(e) => e,
-        Err(e) => {
-            return json_reply(
-                req,
-                400,
-                serde_json::json!({"error": format!("not a sluice.sip.v1.Event: {e}")}),
-            )
-        }
-    };
-    let actions = handle_event(app, con, &event);
-    reply(req, 200, PROTOBUF, actions.encode_to_vec());
+    match sip::Event::decode(body) {
+        Ok(event) => (200, PROTOBUF, handle_event(app, &event).encode_to_vec()),
+        Err(e) => json(
+            400,
+            serde_json::json!({"error": format!("not a sluice.sip.v1.Event: {e}")}),
+        ),
+    }
 }
 
 fn respond(status: u16, reason: &str, headers: Vec<(String, String)>) -> sip::Actions {
@@ -250,11 +297,7 @@ fn respond(status: u16, reason: &str, headers: Vec<(String, String)>) -> sip::Ac
     }
 }
 
-fn handle_event(
-    app: &App,
-    con: &mut Option<redis::Connection>,
-    event: &sip::Event,
-) -> sip::Actions {
+fn handle_event(app: &App, event: &sip::Event) -> sip::Actions {
     let Some(sip::event::Kind::Request(r)) = &event.kind else {
         // Responses: this handler sends no requests, so there is nothing to match.
         return sip::Actions::default();
@@ -290,7 +333,7 @@ fn handle_event(
             .filter(|(_, v)| !v.is_empty())
             .collect(),
         ),
-        "REGISTER" => register(app, con, r, &hdrs),
+        "REGISTER" => register(app, r, &hdrs),
         _ => respond(
             405,
             "Method Not Allowed",
@@ -299,25 +342,22 @@ fn handle_event(
     }
 }
 
+/// Runs `f` on a Redis connection from the pool (a new one when none is idle); a connection
+/// that failed is dropped, a healthy one goes back.
 fn with_connection<T>(
     app: &App,
-    con: &mut Option<redis::Connection>,
     f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
 ) -> redis::RedisResult<T> {
-    if con.is_none() {
-        *con = Some(app.store.connect()?);
-    }
-    let Some(c) = con.as_mut() else {
-        return Err(redis::RedisError::from((
-            redis::ErrorKind::IoError,
-            "no connection",
-        )));
+    let idle = app.pool.lock().ok().and_then(|mut p| p.pop());
+    let mut con = match idle {
+        Some(c) => c,
+        None => app.store.connect()?,
     };
-    let out = f(c);
-    if let Err(e) = &out {
-        // A broken connection is replaced on the next call.
-        if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() {
-            *con = None;
+    let out = f(&mut con);
+    let broken = matches!(&out, Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() || e.is_timeout());
+    if !broken {
+        if let Ok(mut p) = app.pool.lock() {
+            p.push(con);
         }
     }
     out
@@ -332,23 +372,18 @@ fn unavailable(e: &redis::RedisError) -> sip::Actions {
     )
 }
 
-fn register(
-    app: &App,
-    con: &mut Option<redis::Connection>,
-    r: &sip::Request,
-    hdrs: &[(String, String)],
-) -> sip::Actions {
+fn register(app: &App, r: &sip::Request, hdrs: &[(String, String)]) -> sip::Actions {
     let reg = match registrar::parse_register(hdrs) {
         Ok(reg) => reg,
         Err(rej) => return respond(rej.status, rej.reason, rej.headers),
     };
     if app.cfg.auth {
-        if let Some(refusal) = authenticate(app, con, r, hdrs, reg.user.as_deref()) {
+        if let Some(refusal) = authenticate(app, r, hdrs, reg.user.as_deref()) {
             return refusal;
         }
     }
     let policy = app.cfg.policy;
-    let result = with_connection(app, con, |c| {
+    let result = with_connection(app, |c| {
         app.store.register(c, &reg.aor, now_ms, |current, now| {
             registrar::decide(&reg, current, now, &policy)
         })
@@ -367,7 +402,6 @@ fn register(
 /// `None`: authenticated as the AOR's owner. `Some`: the answer (a challenge or a refusal).
 fn authenticate(
     app: &App,
-    con: &mut Option<redis::Connection>,
     r: &sip::Request,
     hdrs: &[(String, String)],
     aor_user: Option<&str>,
@@ -403,7 +437,7 @@ fn authenticate(
         Algorithm::Sha256 => "sha256",
         Algorithm::Md5 => "md5",
     };
-    let ha1 = match with_connection(app, con, |k| app.store.ha1(k, &c.username, &cfg.realm, alg)) {
+    let ha1 = match with_connection(app, |k| app.store.ha1(k, &c.username, &cfg.realm, alg)) {
         Ok(h) => h,
         Err(e) => return Some(unavailable(&e)),
     };
@@ -419,37 +453,22 @@ fn authenticate(
     None
 }
 
-fn users_api(
-    app: &App,
-    con: &mut Option<redis::Connection>,
-    req: Request,
-    method: &str,
-    path: &str,
-    body: &[u8],
-) {
+fn users_api(app: &App, method: &str, path: &str, bearer: &str, body: &[u8]) -> Answer {
     let Some(token) = &app.cfg.admin_token else {
-        return json_reply(
-            req,
+        return json(
             403,
             serde_json::json!({"error": "the users API is off: set SIP_ADMIN_TOKEN in the function's env"}),
         );
     };
-    let given = req
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv("Authorization"))
-        .map(|h| h.value.as_str().to_string())
-        .unwrap_or_default();
     let expected = format!("Bearer {token}");
-    let same = given.len() == expected.len()
-        && given
+    let same = bearer.len() == expected.len()
+        && bearer
             .bytes()
             .zip(expected.bytes())
             .fold(0u8, |a, (x, y)| a | (x ^ y))
             == 0;
     if !same {
-        return json_reply(
-            req,
+        return json(
             401,
             serde_json::json!({"error": "missing or wrong bearer token"}),
         );
@@ -462,10 +481,9 @@ fn users_api(
         && name.len() <= 128
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,;?/".contains(&b))
-        && !name.contains('/');
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,;?".contains(&b));
     let result = match (method, name.is_empty()) {
-        ("GET", true) => with_connection(app, con, |c| app.store.users(c))
+        ("GET", true) => with_connection(app, |c| app.store.users(c))
             .map(|u| (200, serde_json::json!({ "users": u }))),
         (_, false) if !valid_name => Ok((400, serde_json::json!({"error": "invalid user name"}))),
         ("PUT", false) => {
@@ -485,13 +503,13 @@ fn users_api(
                     let realm = &app.cfg.realm;
                     let sha = digest::ha1(Algorithm::Sha256, name, realm, &p.password);
                     let md5 = digest::ha1(Algorithm::Md5, name, realm, &p.password);
-                    with_connection(app, con, |c| app.store.put_user(c, name, realm, &sha, &md5))
+                    with_connection(app, |c| app.store.put_user(c, name, realm, &sha, &md5))
                         .map(|()| (200, serde_json::json!({"user": name, "realm": realm})))
                 }
             }
         }
         ("DELETE", false) => {
-            with_connection(app, con, |c| app.store.delete_user(c, name)).map(|found| {
+            with_connection(app, |c| app.store.delete_user(c, name)).map(|found| {
                 if found {
                     (200, serde_json::json!({"deleted": name}))
                 } else {
@@ -505,9 +523,8 @@ fn users_api(
         )),
     };
     match result {
-        Ok((status, v)) => json_reply(req, status, v),
-        Err(e) => json_reply(
-            req,
+        Ok((status, v)) => json(status, v),
+        Err(e) => json(
             503,
             serde_json::json!({"error": format!("state unavailable: {e}")}),
         ),

@@ -22,6 +22,8 @@ pub struct Store {
 /// How many times a REGISTER is re-decided when another replica changed the same AOR
 /// between read and commit (optimistic locking with WATCH).
 const MAX_ATTEMPTS: usize = 16;
+/// Longest wait for Redis (connect, each read, each write).
+const IO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Store {
     pub fn new(url: &str, prefix: &str, events_maxlen: usize) -> RedisResult<Store> {
@@ -32,8 +34,12 @@ impl Store {
         })
     }
 
+    /// A new connection; every wait on it is bounded, so a lost Redis fails calls (503)
+    /// instead of hanging them.
     pub fn connect(&self) -> RedisResult<Connection> {
-        let c = self.client.get_connection()?;
+        let c = self.client.get_connection_with_timeout(IO_TIMEOUT)?;
+        c.set_read_timeout(Some(IO_TIMEOUT))?;
+        c.set_write_timeout(Some(IO_TIMEOUT))?;
         Ok(c)
     }
 
