@@ -259,6 +259,19 @@ fn counter(c: &serde_json::Value, name: &str) -> u64 {
     c[name].as_u64().unwrap_or(0)
 }
 
+/// Between two readings of the proxy's counters: `calls` handler calls and `absorbed`
+/// retransmissions absorbed.
+fn assert_calls_and_absorbed(
+    before: &serde_json::Value,
+    after: &serde_json::Value,
+    calls: u64,
+    absorbed: u64,
+) {
+    let delta = |name: &str| counter(after, name) - counter(before, name);
+    assert_eq!(delta("handler_calls"), calls, "{after}");
+    assert_eq!(delta("retransmissions_absorbed"), absorbed, "{after}");
+}
+
 /// The registrar (`sip-register`, Rust, state in Redis): RFC 3261 §10.3 as a phone sees it.
 async fn registrar(s: &ComposeStack, proxy: SocketAddr) {
     let f = s.function("sip-register").await;
@@ -291,16 +304,7 @@ async fn registrar(s: &ComposeStack, proxy: SocketAddr) {
         "the client was still retransmitting: {sent} sends"
     );
     let c1 = sip_counters(s).await;
-    assert_eq!(
-        counter(&c1, "handler_calls") - counter(&c0, "handler_calls"),
-        1,
-        "{c1}"
-    );
-    assert_eq!(
-        counter(&c1, "retransmissions_absorbed") - counter(&c0, "retransmissions_absorbed"),
-        u64::from(sent - 1),
-        "{c1}"
-    );
+    assert_calls_and_absorbed(&c0, &c1, 1, u64::from(sent - 1));
 
     // Warm: the same REGISTER three times, T1 apart, calls the function once.
     let second = register(
@@ -319,16 +323,7 @@ async fn registrar(s: &ComposeStack, proxy: SocketAddr) {
     let ok = recv_final(&sock, &second, Duration::from_secs(10)).expect("a final response");
     assert_eq!(status(&ok), 200, "{ok}");
     let c2 = sip_counters(s).await;
-    assert_eq!(
-        counter(&c2, "handler_calls") - counter(&c1, "handler_calls"),
-        1,
-        "{c2}"
-    );
-    assert_eq!(
-        counter(&c2, "retransmissions_absorbed") - counter(&c1, "retransmissions_absorbed"),
-        2,
-        "{c2}"
-    );
+    assert_calls_and_absorbed(&c1, &c2, 1, 2);
     // Two devices on one AOR; the second one's own expires parameter wins over Expires.
     let got = contacts(&ok);
     assert_eq!(got.len(), 2, "{ok}");
