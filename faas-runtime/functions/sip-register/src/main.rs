@@ -327,11 +327,7 @@ fn handle_event(app: &App, event: &sip::Event) -> sip::Actions {
             vec![
                 ("Allow".into(), ALLOW.into()),
                 ("Accept".into(), "application/sdp".into()),
-                ("Supported".into(), String::new()),
-            ]
-            .into_iter()
-            .filter(|(_, v)| !v.is_empty())
-            .collect(),
+            ],
         ),
         "REGISTER" => register(app, r, &hdrs),
         _ => respond(
