@@ -25,6 +25,17 @@ impl Algorithm {
         }
     }
 
+    /// Every algorithm; a user is stored with an HA1 for each.
+    pub const ALL: [Algorithm; 2] = [Algorithm::Sha256, Algorithm::Md5];
+
+    /// The algorithm's name in storage keys (`ha1_<key>`).
+    pub fn key(self) -> &'static str {
+        match self {
+            Algorithm::Sha256 => "sha256",
+            Algorithm::Md5 => "md5",
+        }
+    }
+
     pub fn from_name(s: &str) -> Option<Algorithm> {
         if s.eq_ignore_ascii_case("SHA-256") {
             Some(Algorithm::Sha256)
@@ -62,6 +73,16 @@ fn mac(secret: &[u8], text: &str) -> String {
     }
 }
 
+/// Compares two secrets (MACs, digest responses, tokens) looking at every byte, so the time
+/// taken does not tell how much of a guess was right.
+pub fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
 pub fn make_nonce(secret: &[u8], now_ms: u64) -> String {
     let ts = format!("{now_ms:x}");
     let sig = mac(secret, &ts);
@@ -83,15 +104,7 @@ pub fn check_nonce(secret: &[u8], nonce: &str, now_ms: u64, lifetime_ms: u64) ->
     let Ok(issued) = u64::from_str_radix(ts, 16) else {
         return NonceState::Invalid;
     };
-    // Constant-time enough for a MAC check: compare every byte.
-    let want = mac(secret, ts);
-    if want.len() != sig.len()
-        || want
-            .bytes()
-            .zip(sig.bytes())
-            .fold(0u8, |a, (x, y)| a | (x ^ y))
-            != 0
-    {
+    if !same_secret(&mac(secret, ts), sig) {
         return NonceState::Invalid;
     }
     if issued > now_ms.saturating_add(5_000) || now_ms.saturating_sub(issued) > lifetime_ms {

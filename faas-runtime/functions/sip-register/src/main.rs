@@ -82,9 +82,6 @@ impl Config {
                 "SIP_AUTH_ALGORITHMS: unknown algorithm `{a}` (SHA-256, MD5)"
             ))?);
         }
-        if algorithms.is_empty() {
-            return Err("SIP_AUTH_ALGORITHMS is empty".into());
-        }
         let policy = Policy {
             min_expires: env_or("SIP_MIN_EXPIRES", 60)?,
             max_expires: env_or("SIP_MAX_EXPIRES", 86_400)?,
@@ -429,16 +426,16 @@ fn authenticate(
         NonceState::Stale => return Some(challenge(true)),
         NonceState::Invalid => return Some(challenge(false)),
     }
-    let alg = match c.algorithm {
-        Algorithm::Sha256 => "sha256",
-        Algorithm::Md5 => "md5",
-    };
-    let ha1 = match with_connection(app, |k| app.store.ha1(k, &c.username, &cfg.realm, alg)) {
+    let ha1 = match with_connection(app, |k| {
+        app.store.ha1(k, &c.username, &cfg.realm, c.algorithm)
+    }) {
         Ok(h) => h,
         Err(e) => return Some(unavailable(&e)),
     };
     // An unknown user and a wrong password get the same answer.
-    let ok = ha1.is_some_and(|h| digest::expected_response(&c, &h, &r.method) == c.response);
+    let ok = ha1.is_some_and(|h| {
+        digest::same_secret(&digest::expected_response(&c, &h, &r.method), &c.response)
+    });
     if !ok {
         return Some(respond(403, "Forbidden", Vec::new()));
     }
@@ -456,14 +453,7 @@ fn users_api(app: &App, method: &str, path: &str, bearer: &str, body: &[u8]) -> 
             serde_json::json!({"error": "the users API is off: set SIP_ADMIN_TOKEN in the function's env"}),
         );
     };
-    let expected = format!("Bearer {token}");
-    let same = bearer.len() == expected.len()
-        && bearer
-            .bytes()
-            .zip(expected.bytes())
-            .fold(0u8, |a, (x, y)| a | (x ^ y))
-            == 0;
-    if !same {
+    if !digest::same_secret(bearer, &format!("Bearer {token}")) {
         return json(
             401,
             serde_json::json!({"error": "missing or wrong bearer token"}),
@@ -497,9 +487,9 @@ fn users_api(app: &App, method: &str, path: &str, bearer: &str, body: &[u8]) -> 
                 }
                 Ok(p) => {
                     let realm = &app.cfg.realm;
-                    let sha = digest::ha1(Algorithm::Sha256, name, realm, &p.password);
-                    let md5 = digest::ha1(Algorithm::Md5, name, realm, &p.password);
-                    with_connection(app, |c| app.store.put_user(c, name, realm, &sha, &md5))
+                    let ha1s =
+                        Algorithm::ALL.map(|a| (a, digest::ha1(a, name, realm, &p.password)));
+                    with_connection(app, |c| app.store.put_user(c, name, realm, &ha1s))
                         .map(|()| (200, serde_json::json!({"user": name, "realm": realm})))
                 }
             }

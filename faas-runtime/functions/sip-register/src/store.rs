@@ -11,7 +11,13 @@
 
 use redis::{Commands, Connection, RedisResult};
 
+use crate::digest::Algorithm;
 use crate::registrar::{Binding, Outcome};
+
+/// The user hash field holding `algorithm`'s HA1.
+fn ha1_field(algorithm: Algorithm) -> String {
+    format!("ha1_{}", algorithm.key())
+}
 
 pub struct Store {
     client: redis::Client,
@@ -75,7 +81,8 @@ impl Store {
                 .collect();
             let now = now_ms();
             let out = decide(&current, now);
-            if !out.writes() && out.events.is_empty() {
+            // Events come only with writes: nothing to write, nothing to publish.
+            if !out.writes() {
                 redis::cmd("UNWATCH").exec(con)?;
                 return Ok(out);
             }
@@ -133,18 +140,18 @@ impl Store {
         )))
     }
 
-    /// The HA1 of `user` for `algorithm` (`sha256` or `md5`) in `realm`.
+    /// The HA1 of `user` for `algorithm` in `realm`.
     pub fn ha1(
         &self,
         con: &mut Connection,
         user: &str,
         realm: &str,
-        algorithm: &str,
+        algorithm: Algorithm,
     ) -> RedisResult<Option<String>> {
         let (stored_realm, ha1): (Option<String>, Option<String>) = redis::cmd("HMGET")
             .arg(self.user_key(user))
             .arg("realm")
-            .arg(format!("ha1_{algorithm}"))
+            .arg(ha1_field(algorithm))
             .query(con)?;
         Ok(match stored_realm {
             Some(r) if r == realm => ha1,
@@ -152,24 +159,19 @@ impl Store {
         })
     }
 
+    /// Stores `user` for `realm` with an HA1 per algorithm.
     pub fn put_user(
         &self,
         con: &mut Connection,
         user: &str,
         realm: &str,
-        ha1_sha256: &str,
-        ha1_md5: &str,
+        ha1s: &[(Algorithm, String)],
     ) -> RedisResult<()> {
+        let mut fields = vec![("realm".to_string(), realm.to_string())];
+        fields.extend(ha1s.iter().map(|(a, h)| (ha1_field(*a), h.clone())));
         redis::pipe()
             .atomic()
-            .hset_multiple(
-                self.user_key(user),
-                &[
-                    ("realm", realm),
-                    ("ha1_sha256", ha1_sha256),
-                    ("ha1_md5", ha1_md5),
-                ],
-            )
+            .hset_multiple(self.user_key(user), &fields)
             .ignore()
             .sadd(format!("{}users", self.prefix), user)
             .ignore()
