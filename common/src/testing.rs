@@ -198,6 +198,14 @@ pub fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// The status code of a SIP response (`SIP/2.0 200 OK` → 200); 0 for anything else.
+pub fn sip_status(msg: &str) -> u16 {
+    msg.strip_prefix("SIP/2.0 ")
+        .and_then(|r| r.get(..3))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Runs sipp (Debian's `sip-tester`) to completion: `scenario` (a file), `transport` (`u1`,
 /// `t1`, ...), `calls` at `rate` per second against `target`, from 127.0.0.1 on a free port,
 /// with a 60 s global timeout. Returns sipp's exit code: 0 when every call succeeded.

@@ -11,7 +11,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use sluice_common::testing::{free_port, sipp, sipp_with, wait_for, ChildGuard};
+use sluice_common::testing::{free_port, sip_status, sipp, sipp_with, wait_for, ChildGuard};
 use stack_support::*;
 
 const REGISTRY: &str = "sip-message:
@@ -248,13 +248,6 @@ fn header_values(msg: &str, name: &str) -> Vec<String> {
         .collect()
 }
 
-fn status(msg: &str) -> u16 {
-    msg.split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
-}
-
 fn counter(c: &serde_json::Value, name: &str) -> u64 {
     c[name].as_u64().unwrap_or(0)
 }
@@ -297,7 +290,7 @@ async fn registrar(s: &ComposeStack, proxy: SocketAddr) {
         ),
         Duration::from_millis(100),
     );
-    assert_eq!(status(&ok), 200, "{ok}");
+    assert_eq!(sip_status(&ok), 200, "{ok}");
     assert_eq!(contacts(&ok), [format!("{a};expires=600")], "{ok}");
     assert!(
         sent >= 2,
@@ -321,7 +314,7 @@ async fn registrar(s: &ComposeStack, proxy: SocketAddr) {
         sock.send_to(second.as_bytes(), proxy).expect("send");
     }
     let ok = recv_final(&sock, &second, Duration::from_secs(10)).expect("a final response");
-    assert_eq!(status(&ok), 200, "{ok}");
+    assert_eq!(sip_status(&ok), 200, "{ok}");
     let c2 = sip_counters(s).await;
     assert_calls_and_absorbed(&c1, &c2, 1, 2);
     // Two devices on one AOR; the second one's own expires parameter wins over Expires.
@@ -341,10 +334,10 @@ async fn registrar(s: &ComposeStack, proxy: SocketAddr) {
     assert!(contacts(&r).contains(&format!("{a};expires=300")), "{r}");
     // A fetch (no Contact) lists every binding and changes nothing.
     let r = ask("q1", 1, &[]);
-    assert_eq!((status(&r), contacts(&r).len()), (200, 2), "{r}");
+    assert_eq!((sip_status(&r), contacts(&r).len()), (200, 2), "{r}");
     // An older CSeq of the same registration is refused and changes nothing.
     let r = ask("a1", 1, &[&format!("Contact: {a}"), "Expires: 0"]);
-    assert_eq!(status(&r), 500, "{r}");
+    assert_eq!(sip_status(&r), 500, "{r}");
     assert_eq!(contacts(&ask("q2", 1, &[])).len(), 2);
     // Expires: 0 removes one binding.
     let r = ask("b1", 2, &[&format!("Contact: {b}"), "Expires: 0"]);
@@ -353,11 +346,11 @@ async fn registrar(s: &ComposeStack, proxy: SocketAddr) {
     assert!(left[0].starts_with(&format!("{a};expires=")), "{r}");
     // Below min-expires (2 s in this stack): 423 with Min-Expires.
     let r = ask("c1", 1, &[&format!("Contact: {b}"), "Expires: 1"]);
-    assert_eq!(status(&r), 423, "{r}");
+    assert_eq!(sip_status(&r), 423, "{r}");
     assert_eq!(header_values(&r, "Min-Expires"), ["2"], "{r}");
     // The wildcard removes every binding.
     let r = ask("w1", 1, &["Contact: *", "Expires: 0"]);
-    assert_eq!((status(&r), contacts(&r).len()), (200, 0), "{r}");
+    assert_eq!((sip_status(&r), contacts(&r).len()), (200, 0), "{r}");
     assert_eq!(contacts(&ask("q3", 1, &[])).len(), 0);
     // A binding lapses at its expiry: listed, then gone.
     let r = ask("e1", 1, &[&format!("Contact: {a}"), "Expires: 2"]);
@@ -376,7 +369,7 @@ async fn registrar(s: &ComposeStack, proxy: SocketAddr) {
          Call-ID: o1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
     );
     let (r, _) = send_until_final(&sock, proxy, &options);
-    assert_eq!(status(&r), 200, "{r}");
+    assert_eq!(sip_status(&r), 200, "{r}");
     assert!(
         header_values(&r, "Allow")
             .iter()
@@ -469,7 +462,7 @@ async fn digest(s: &ComposeStack) {
 
     // No credentials: 401 with a challenge per algorithm.
     let (r, _) = send_until_final(&sock, proxy, &register(port, "alice", "d1", 1, &[&contact]));
-    assert_eq!(status(&r), 401, "{r}");
+    assert_eq!(sip_status(&r), 401, "{r}");
     let challenges = header_values(&r, "WWW-Authenticate");
     assert_eq!(challenges.len(), 2, "{r}");
     let sha = challenges
@@ -500,15 +493,15 @@ async fn digest(s: &ComposeStack) {
         .0
     };
     let r = ask("alice", 2, answer("alice", "wonderland"));
-    assert_eq!(status(&r), 200, "SHA-256 digest: {r}");
+    assert_eq!(sip_status(&r), 200, "SHA-256 digest: {r}");
     assert_eq!(header_values(&r, "Contact").len(), 1, "{r}");
     let r = ask("alice", 3, answer("alice", "looking-glass"));
-    assert_eq!(status(&r), 403, "wrong password: {r}");
+    assert_eq!(sip_status(&r), 403, "wrong password: {r}");
     let r = ask("bob", 4, answer("bob", "wonderland"));
-    assert_eq!(status(&r), 403, "unknown user: {r}");
+    assert_eq!(sip_status(&r), 403, "unknown user: {r}");
     // Alice's credentials do not register someone else's address.
     let r = ask("mallory", 5, answer("alice", "wonderland"));
-    assert_eq!(status(&r), 403, "another AOR: {r}");
+    assert_eq!(sip_status(&r), 403, "another AOR: {r}");
 
     // sipp's [authentication] (MD5): challenge, answer, 200 for every call.
     let scenario = repo_root().join("sip-proxy/tests/sipp/register-digest.xml");

@@ -18,7 +18,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use prost::Message as _;
 use sluice_common::sip as pb;
-use sluice_common::testing::{free_port, wait_for, ChildGuard};
+use sluice_common::testing::{free_port, sip_status, wait_for, ChildGuard};
 
 /// The handler functions, served by the test: every event is recorded; answers follow the
 /// method (see `answer`).
@@ -256,13 +256,6 @@ impl Client {
     }
 }
 
-fn status_of(msg: &str) -> u16 {
-    msg.strip_prefix("SIP/2.0 ")
-        .and_then(|r| r.get(..3))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
-}
-
 fn sipp(scenario: &str, transport: &str, calls: u32, rate: u32, proxy: SocketAddr) -> i32 {
     let scenario = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/sipp")
@@ -322,7 +315,7 @@ async fn a_retransmitted_register_calls_the_handler_once_and_gets_the_last_respo
         std::thread::sleep(Duration::from_millis(100));
     }
     let first = c.recv();
-    assert_eq!(status_of(&first), 200, "{first}");
+    assert_eq!(sip_status(&first), 200, "{first}");
     // A copy after the answer gets the same answer back, from the transaction.
     c.send(&register);
     let again = c.recv();
@@ -342,9 +335,9 @@ async fn invite_gets_100_trying_at_once_and_its_failure_is_retransmitted_until_t
     let c = Client::new(p.sip);
     c.send(&c.request("INVITE", "inv-1", "i1", ""));
     let trying = c.recv();
-    assert_eq!(status_of(&trying), 100, "{trying}");
+    assert_eq!(sip_status(&trying), 100, "{trying}");
     let busy = c.recv();
-    assert_eq!(status_of(&busy), 486, "{busy}");
+    assert_eq!(sip_status(&busy), 486, "{busy}");
     assert!(
         busy.contains(";tag="),
         "a final response carries a To tag: {busy}"
@@ -365,7 +358,7 @@ async fn invite_gets_100_trying_at_once_and_its_failure_is_retransmitted_until_t
     // wait for an absence: 6 × T1, several G intervals.)
     let mut after_ack = 0;
     while let Some(m) = c.recv_within(Duration::from_millis(600)) {
-        assert_eq!(status_of(&m), 486);
+        assert_eq!(sip_status(&m), 486);
         after_ack += 1;
         assert!(after_ack <= 2, "486 kept coming after the ACK");
     }
@@ -383,14 +376,14 @@ async fn unrouted_methods_get_405_with_allow_and_unknown_ones_501() {
     let c = Client::new(p.sip);
     c.send(&c.request("SUBSCRIBE", "s-1", "s1", ""));
     let r = c.recv();
-    assert_eq!(status_of(&r), 405, "{r}");
+    assert_eq!(sip_status(&r), 405, "{r}");
     assert!(
         r.contains("Allow: BYE, INVITE, MESSAGE, OPTIONS, REGISTER, ACK, CANCEL"),
         "{r}"
     );
     c.send(&c.request("FROB", "f-1", "f1", ""));
     let r = c.recv();
-    assert_eq!(status_of(&r), 501, "{r}");
+    assert_eq!(sip_status(&r), 501, "{r}");
     assert!(p.handlers.events().is_empty(), "no handler was called");
 }
 
@@ -400,7 +393,7 @@ async fn a_failing_or_missing_handler_answers_the_client_instead_of_leaving_it_w
     let c = Client::new(p.sip);
     c.send(&c.request("OPTIONS", "o-1", "o1", ""));
     let r = c.recv();
-    assert_eq!(status_of(&r), 500, "{r}");
+    assert_eq!(sip_status(&r), 500, "{r}");
     drop(p);
 
     // The gateway is not there at all: 503 with Retry-After.
@@ -425,7 +418,7 @@ async fn a_failing_or_missing_handler_answers_the_client_instead_of_leaving_it_w
     let c = Client::new(sip);
     c.send(&c.request("OPTIONS", "o-2", "o2", ""));
     let r = c.recv();
-    assert_eq!(status_of(&r), 503, "{r}");
+    assert_eq!(sip_status(&r), 503, "{r}");
     assert!(r.contains("Retry-After: 5"), "{r}");
 }
 
@@ -444,14 +437,14 @@ async fn malformed_input_is_counted_by_reason_answered_where_possible_and_never_
     );
     c.send(&good.replace("CSeq: 1 OPTIONS", "CSeq: 1 INVITE"));
     let r = c.recv();
-    assert_eq!(status_of(&r), 400, "{r}");
+    assert_eq!(sip_status(&r), 400, "{r}");
     assert!(
         r.contains("cseq_method_mismatch"),
         "the reason is named: {r}"
     );
     c.send(&good.replace("OPTIONS sip:example.org", "OPTIONS tel:+15551234"));
     let r = c.recv();
-    assert_eq!(status_of(&r), 416, "{r}");
+    assert_eq!(sip_status(&r), 416, "{r}");
 
     // Garbage over TCP: the connection is closed, the proxy goes on.
     {
@@ -466,7 +459,7 @@ async fn malformed_input_is_counted_by_reason_answered_where_possible_and_never_
 
     c.send(&good);
     let r = c.recv();
-    assert_eq!(status_of(&r), 200, "still serving: {r}");
+    assert_eq!(sip_status(&r), 200, "still serving: {r}");
     let counters = p.counters().await;
     for (reason, n) in [
         ("start_line", 2),
@@ -499,7 +492,7 @@ async fn a_request_the_platform_sends_is_retransmitted_and_its_response_or_timeo
     *p.handlers.peer.lock().expect("lock") = Some(probe.local_addr().expect("addr"));
     let c = Client::new(p.sip);
     c.send(&c.request("MESSAGE", "msg-1", "m1", ""));
-    assert_eq!(status_of(&c.recv()), 202);
+    assert_eq!(sip_status(&c.recv()), 202);
 
     // The handler's OPTIONS arrives, and again (Timer E) while unanswered.
     let mut buf = vec![0u8; 65536];
@@ -543,7 +536,7 @@ async fn a_request_the_platform_sends_is_retransmitted_and_its_response_or_timeo
 
     // A second MESSAGE; this time nobody answers: 64 × T1 later the handler gets a 408.
     c.send(&c.request("MESSAGE", "msg-2", "m2", ""));
-    assert_eq!(status_of(&c.recv()), 202);
+    assert_eq!(sip_status(&c.recv()), 202);
     let h = p.handlers.clone();
     let timeout = wait_for("the 408 event", Duration::from_secs(20), || {
         let h = h.clone();
