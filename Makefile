@@ -5,7 +5,7 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo "docker-compose")
 export SLUICE_VERSION := $(VERSION)
 
-.PHONY: help deps images up down logs test lint fmt validate load-test bench bench-sip profile
+.PHONY: help deps images up down logs test lint fmt validate load-test bench bench-sip bench-mdf profile
 
 help:
 	@echo "make up        build what is missing, start the platform, wait until healthy"
@@ -15,6 +15,7 @@ help:
 	@echo "make validate  check global-function-definition.yml"
 	@echo "make bench     install nginx/haproxy/wrk if missing, build images, benchmark; writes BENCHMARKS.md"
 	@echo "make bench-sip REGISTER/s, Sluice next to Kamailio (installs kamailio if missing); writes BENCHMARKS.md"
+	@echo "make bench-mdf group-call RTP relay, the MDF next to rtpengine (installs rtpengine-daemon if missing); writes BENCHMARKS.md"
 	@echo "make profile   perf profile of the warm path (gateway → router → fast); writes bench-results/profile/"
 
 deps:
@@ -26,6 +27,8 @@ images: deps
 # Rust functions are crates of their own (built inside sluice/rust-build): linted and tested
 # here too.
 FUNCTION_CRATES := $(wildcard faas-runtime/functions/*/Cargo.toml)
+# Python functions' own unit tests (test_*.py next to handler.py; standard library only).
+PYTHON_TESTS := $(wildcard faas-runtime/functions/*/test_*.py)
 
 lint:
 	cargo fmt --all -- --check
@@ -45,6 +48,7 @@ test: images
 	$(MAKE) lint
 	cargo test --release --locked --workspace --no-fail-fast
 	@for m in $(FUNCTION_CRATES); do cargo test --release --locked --manifest-path $$m --target-dir target/functions || exit 1; done
+	@for t in $(PYTHON_TESTS); do (cd $$(dirname $$t) && PYTHONDONTWRITEBYTECODE=1 python3 -m unittest -q $$(basename $$t .py)) || exit 1; done
 
 # `make up`: build what is missing, start the stack, wait until every service is healthy.
 up: deps
@@ -78,6 +82,9 @@ bench:
 # bench-results/sip.csv. Settings: SLUICE_BENCH_SIP_* (see the script).
 bench-sip:
 	@scripts/bench-sip.sh
+
+bench-mdf:
+	@scripts/bench-mdf.sh
 
 # Where the CPU goes on the warm path: perf over every CPU while wrk drives `fast` through the
 # gateway (autoscaling off, one replica). Writes bench-results/profile/summary.md.

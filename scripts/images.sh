@@ -6,7 +6,7 @@
 #   sluice/runtime       faas-runtime only         (binary / http function base)
 #   sluice/rust-build    gcc + this machine's Rust toolchain (build stage for Rust functions)
 #   sluice/redis         Debian's redis-server
-#   sluice/<service>     gateway, router, xds-connector, stats-listener, orchestrator, sip-proxy
+#   sluice/<service>     gateway, router, xds-connector, stats-listener, orchestrator, sip-proxy, mdf
 # Every tag is pinned to the workspace version; nothing here ever pulls.
 #
 # Env: SLUICE_DEBIAN_MIRROR (http://deb.debian.org/debian), SLUICE_DEBIAN_SUITE (bookworm),
@@ -21,7 +21,7 @@ MIRROR=${SLUICE_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SUITE=${SLUICE_DEBIAN_SUITE:-bookworm}
 CA_BUNDLE=${SLUICE_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 WORK=$ROOT/target/images
-SERVICES="gateway router xds-connector stats-listener orchestrator sip-proxy"
+SERVICES="gateway router xds-connector stats-listener orchestrator sip-proxy mdf"
 WANT=${SLUICE_IMAGES:-"base python runtime rust-build redis $SERVICES"}
 mkdir -p "$WORK"
 

@@ -50,10 +50,18 @@ pub fn password(secret: &[u8], function: &str) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
+/// The stream a function with state publishes its events on (by convention), which
+/// functions naming it in `events_from:` may read.
+pub fn events_key(function: &str) -> String {
+    format!("{}events", key_prefix(function))
+}
+
 /// Arguments of `ACL SETUSER <user> ...` for `function`: the complete rule set, from a reset,
-/// so re-running it converges on exactly these rights.
-pub fn acl_rules(function: &str, password: &str) -> Vec<String> {
+/// so re-running it converges on exactly these rights. `events_from` are the functions whose
+/// event stream it may read (read-only key grants, `%R~`).
+pub fn acl_rules(function: &str, password: &str, events_from: &[String]) -> Vec<String> {
     let prefix = key_prefix(function);
+    let reads = events_from.iter().map(|f| format!("%R~{}", events_key(f)));
     [
         "reset",
         "on",
@@ -77,6 +85,7 @@ pub fn acl_rules(function: &str, password: &str) -> Vec<String> {
     ]
     .iter()
     .map(|s| s.to_string())
+    .chain(reads)
     .collect()
 }
 
@@ -131,7 +140,7 @@ mod tests {
 
     #[test]
     fn rules_confine_keys_and_channels_to_the_prefix() {
-        let r = acl_rules("sip-register", "pw");
+        let r = acl_rules("sip-register", "pw", &[]);
         assert_eq!(r[0], "reset", "converges from any earlier rule set");
         assert!(r.contains(&"~fn:sip-register:*".to_string()));
         assert!(r.contains(&"&fn:sip-register:*".to_string()));

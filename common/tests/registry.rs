@@ -594,6 +594,29 @@ fn bad_files_report_exact_errors() {
             vec![want(Some("hello"), Some("state"), 7, 10, &["unknown state `postgres`", "redis"])],
         ),
         (
+            "events_from without state",
+            head_plus("  events_from: [hello2]\n"),
+            vec![
+                want(Some("hello"), Some("events_from"), 7, 3, &["needs `state: redis`"]),
+                want(Some("hello"), Some("events_from"), 7, 17, &["not a function of this registry"]),
+            ],
+        ),
+        (
+            "events_from names itself, twice, a non-label",
+            head_plus("  state: redis\n  events_from: [hello, x, x, Not_A_Label]\n"),
+            vec![
+                want(Some("hello"), Some("events_from"), 8, 17, &["its own events"]),
+                want(Some("hello"), Some("events_from"), 8, 24, &["not a function of this registry"]),
+                want(Some("hello"), Some("events_from"), 8, 27, &["listed twice"]),
+                want(Some("hello"), Some("events_from"), 8, 30, &["not a function name"]),
+            ],
+        ),
+        (
+            "events_from a function without state",
+            format!("{}  state: redis\n  events_from: [other]\nother:\n  version: 0.1\n  configuration:\n    programing_language: python\n    base_function_file_name: handler.py\n    function_folder: hello\n", OK_HEAD),
+            vec![want(Some("hello"), Some("events_from"), 8, 17, &["no event stream"])],
+        ),
+        (
             "bad version",
             OK_HEAD.replace("version: 0.1", "version: \"1.0 beta\""),
             vec![want(Some("hello"), Some("version"), 2, 12, &["not a valid version"])],
@@ -744,6 +767,7 @@ fn seed_entries_parse_unchanged_with_defaults() {
             limits: Limits::default(),
             env: Default::default(),
             state: Default::default(),
+            events_from: vec![],
         }
     );
     let example = reg.get("example-faas").expect("key wins as the name");
@@ -874,6 +898,7 @@ fn full_resize() -> FunctionSpec {
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect(),
         state: Default::default(),
+        events_from: vec![],
     }
 }
 

@@ -40,11 +40,11 @@ pub struct Config {
     pub advertise: Option<String>,
 
     /// First port of the RTP/RTCP range (pairs: even RTP, RTCP above it).
-    #[arg(long, env = "SLUICE_MDF_PORT_MIN", default_value_t = 30000)]
+    #[arg(long, env = "SLUICE_MDF_PORT_MIN", default_value_t = 20000)]
     pub port_min: u16,
 
     /// Last port of the range.
-    #[arg(long, env = "SLUICE_MDF_PORT_MAX", default_value_t = 39999)]
+    #[arg(long, env = "SLUICE_MDF_PORT_MAX", default_value_t = 29999)]
     pub port_max: u16,
 
     /// Sessions this instance takes; beyond it session requests get 503 (try another).

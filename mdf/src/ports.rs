@@ -58,7 +58,7 @@ impl Ports {
                     })
                 }
                 _ => {
-                    tracing::warn!(port, "port pair in use by another process: skipped");
+                    tracing::debug!(port, "port pair in use by another process: skipped");
                     free.push_back(port);
                 }
             }

@@ -563,24 +563,36 @@ async fn serve_rtp(session: Arc<Session>, leg: usize) {
             _ = session.stop.cancelled() => return,
             r = socket.readable() => if r.is_err() { return },
         }
+        let mut drained = false;
         for _ in 0..BATCHES_PER_TURN {
             let res = socket.try_io(Interest::READABLE, || {
                 io::with_batch(|b| {
                     let n = b.recv(fd)?;
                     session.on_rtp(leg, b, n);
+                    if n < io::BATCH {
+                        // A short batch emptied the queue: report it drained instead of
+                        // another call just to hear EAGAIN. Race-free: tokio clears only
+                        // the readiness seen before this call, a newer packet re-arms it.
+                        return Err(std::io::ErrorKind::WouldBlock.into());
+                    }
                     Ok(n)
                 })
             });
             match res {
                 Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) => {
-                    tracing::warn!(session = %session.id, error = %e, "RTP receive failed");
+                    if e.kind() != std::io::ErrorKind::WouldBlock {
+                        tracing::warn!(session = %session.id, error = %e, "RTP receive failed");
+                    }
+                    drained = true;
                     break;
                 }
             }
         }
-        tokio::task::yield_now().await;
+        if !drained {
+            // A busy leg: let the others on this thread run before its next batches.
+            tokio::task::yield_now().await;
+        }
     }
 }
 

@@ -649,7 +649,7 @@ async fn run() -> Result<bool> {
     let previous = std::fs::read_to_string(&md_path)
         .or_else(|_| std::fs::read_to_string(repo_root().join("BENCHMARKS.md")))
         .unwrap_or_default();
-    let md = carry_sip_section(
+    let md = carry_bench_sections(
         report.markdown(&history::section(&report, &previous)),
         &previous,
     );
@@ -683,22 +683,25 @@ async fn run() -> Result<bool> {
     Ok(!failed)
 }
 
-/// `make bench-sip` writes its own section of BENCHMARKS.md (between its markers): kept as it
-/// is, before `## History`.
-fn carry_sip_section(md: String, previous: &str) -> String {
-    const START: &str = "<!-- bench-sip:start -->";
-    const END: &str = "<!-- bench-sip:end -->";
-    let Some(from) = previous.find(START) else {
-        return md;
-    };
-    let Some(to) = previous[from..].find(END).map(|i| from + i + END.len()) else {
-        return md;
-    };
-    let section = &previous[from..to];
-    match md.find("\n## History") {
-        Some(at) => format!("{}\n{section}\n{}", &md[..at], &md[at..]),
-        None => format!("{}\n\n{section}\n", md.trim_end()),
+/// `make bench-sip` and `make bench-mdf` write their own sections of BENCHMARKS.md (between
+/// their markers): kept as they are, before `## History`.
+fn carry_bench_sections(mut md: String, previous: &str) -> String {
+    for name in ["bench-sip", "bench-mdf"] {
+        let start = format!("<!-- {name}:start -->");
+        let end = format!("<!-- {name}:end -->");
+        let Some(from) = previous.find(&start) else {
+            continue;
+        };
+        let Some(to) = previous[from..].find(&end).map(|i| from + i + end.len()) else {
+            continue;
+        };
+        let section = &previous[from..to];
+        md = match md.find("\n## History") {
+            Some(at) => format!("{}\n{section}\n{}", &md[..at], &md[at..]),
+            None => format!("{}\n\n{section}\n", md.trim_end()),
+        };
     }
+    md
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

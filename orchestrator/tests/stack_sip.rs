@@ -58,6 +58,16 @@ state-probe:
     base_function_file_name: handler.py
     function_folder: state-probe
   state: redis
+mcptt-group:
+  name: mcptt-group
+  version: 0.1
+  configuration:
+    programming_language: python
+    base_function_file_name: handler.py
+    function_folder: mcptt-group
+    extra_dependencies: \"redis==5.0.8\"
+  state: redis
+  events_from: [sip-register]
 ";
 
 async fn sip_counters(s: &ComposeStack) -> serde_json::Value {
@@ -141,6 +151,7 @@ async fn sip_through_the_stack() {
     let s = ComposeStack::up("sip", REGISTRY).await;
     s.wait_built("sip-message").await;
     s.wait_built("state-probe").await;
+    s.wait_built("mcptt-group").await;
     for f in ["sip-register", "sip-register-auth"] {
         s.wait_built_within(f, Duration::from_secs(900)).await;
     }
@@ -160,6 +171,7 @@ async fn sip_through_the_stack() {
     let proxy: SocketAddr = format!("127.0.0.1:{}", s.sip_port).parse().expect("addr");
     python_handler(&s, proxy).await;
     registrar(&s, proxy).await;
+    groups(&s, proxy).await;
     digest(&s).await;
     state_isolation(&s).await;
 }
@@ -400,6 +412,134 @@ async fn registrar(s: &ComposeStack, proxy: SocketAddr) {
         sip_counters(s).await,
         s.logs()
     );
+}
+
+/// The Group Handler: its JSON API refuses bad input naming the field, and `online` follows
+/// the registrar's (un)registration events.
+async fn groups(s: &ComposeStack, proxy: SocketAddr) {
+    let api = |path: &str| s.url(&format!("/function/mcptt-group{path}"));
+    let put = |path: &str, body: serde_json::Value| {
+        let req = s.http.put(api(path)).json(&body);
+        async move {
+            let r = req.send().await.expect("PUT");
+            let status = r.status().as_u16();
+            (
+                status,
+                r.json::<serde_json::Value>().await.unwrap_or_default(),
+            )
+        }
+    };
+    let get = |path: &str| {
+        let req = s.http.get(api(path));
+        async move {
+            let r = req.send().await.expect("GET");
+            let status = r.status().as_u16();
+            (
+                status,
+                r.json::<serde_json::Value>().await.unwrap_or_default(),
+            )
+        }
+    };
+    let members = [
+        "sip:ann@example.org",
+        "sip:ben@example.org",
+        "sip:cat@example.org",
+        "sip:dan@example.org",
+    ];
+    let (st, v) = put("/groups/team-1", serde_json::json!({"members": members})).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["id"], "team-1");
+    assert_eq!(v["members"], serde_json::json!(members));
+    assert_eq!(v["online"], serde_json::json!([]));
+
+    // Bad input: the field at fault is named.
+    for (body, field) in [
+        (
+            serde_json::json!({"members": ["sip:ann@example.org", "not a uri"]}),
+            "members[1]",
+        ),
+        (
+            serde_json::json!({"members": ["sip:ann@example.org", "sip:ann@Example.ORG"]}),
+            "members[1]",
+        ),
+        (serde_json::json!({"members": []}), "members"),
+        (
+            serde_json::json!({"members": "sip:ann@example.org"}),
+            "members",
+        ),
+        (serde_json::json!({"people": []}), "people"),
+    ] {
+        let (st, v) = put("/groups/team-2", body.clone()).await;
+        assert_eq!((st, v["field"].as_str()), (400, Some(field)), "{body}: {v}");
+    }
+    let (st, v) = put("/groups/bad id!", serde_json::json!({"members": members})).await;
+    assert_eq!((st, v["field"].as_str()), (400, Some("id")), "{v}");
+    let (st, v) = get("/groups/nobody").await;
+    assert_eq!((st, v["field"].as_str()), (404, Some("id")), "{v}");
+
+    // Ann and Ben register: they are online, with their contacts as targets.
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let port = sock.local_addr().expect("addr").port();
+    for (i, user) in ["ann", "ben"].iter().enumerate() {
+        let contact = format!("Contact: <sip:{user}@127.0.0.1:{port}>");
+        let (ok, _) = send_until_final(
+            &sock,
+            proxy,
+            &register(port, user, &format!("g{i}"), 1, &[&contact, "Expires: 600"]),
+        );
+        assert_eq!(sip_status(&ok), 200, "{ok}");
+    }
+    let (st, v) = get("/groups/team-1").await;
+    assert_eq!(st, 200);
+    assert_eq!(
+        v["online"],
+        serde_json::json!(["sip:ann@example.org", "sip:ben@example.org"]),
+        "{v}"
+    );
+    let (_, t) = get("/groups/team-1/targets").await;
+    assert_eq!(
+        t["targets"][0],
+        serde_json::json!({"member": "sip:ann@example.org", "contacts": [format!("sip:ann@127.0.0.1:{port}")]}),
+        "{t}"
+    );
+    // Ben unregisters: he is no longer online.
+    let (ok, _) = send_until_final(
+        &sock,
+        proxy,
+        &register(
+            port,
+            "ben",
+            "g1",
+            2,
+            &[
+                &format!("Contact: <sip:ben@127.0.0.1:{port}>"),
+                "Expires: 0",
+            ],
+        ),
+    );
+    assert_eq!(sip_status(&ok), 200, "{ok}");
+    let (_, v) = get("/groups/team-1").await;
+    assert_eq!(
+        v["online"],
+        serde_json::json!(["sip:ann@example.org"]),
+        "{v}"
+    );
+    let (_, all) = get("/groups").await;
+    assert_eq!(all["groups"].as_array().map(Vec::len), Some(1), "{all}");
+    let del = s
+        .http
+        .delete(api("/groups/team-1"))
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(del.status(), 204);
+    let del = s
+        .http
+        .delete(api("/groups/team-1"))
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(del.status(), 404);
 }
 
 fn sha256_hex(s: &str) -> String {

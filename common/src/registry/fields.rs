@@ -18,6 +18,7 @@ pub(super) const ENTRY_FIELDS: &[&str] = &[
     "limits",
     "env",
     "state",
+    "events_from",
 ];
 /// Fields of `configuration:`.
 pub(super) const CONFIGURATION_FIELDS: &[&str] = &[

@@ -142,6 +142,7 @@ pub fn parse(
                     }
                 }
                 validate::check_unique_names(&mut errors, &keys, &names);
+                validate::check_events_from_refs(&mut errors, entries, &keys, &functions);
             }
             tree::Value::Null => {}
             _ => errors.push(tree::error(

@@ -228,6 +228,10 @@ pub struct FunctionSpec {
     /// function's key prefix; see [`crate::state`]).
     #[serde(default)]
     pub state: State,
+    /// Functions whose event stream (`fn:<name>:events`) this function may read, through a
+    /// read-only grant on its Redis user (`events_from:`; needs `state: redis`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events_from: Vec<String>,
 }
 
 /// What state a function gets from the platform.

@@ -144,6 +144,10 @@ pub(crate) fn check_entry(
         },
         Got::Absent | Got::Bad => State::None,
     };
+    let events_from = match entry.get("events_from") {
+        Some(e) => check_events_from(&mut ctx, e, key, state),
+        None => Vec::new(),
+    };
 
     let valid = ctx.errors.len() == before;
     let spec = match config {
@@ -161,6 +165,7 @@ pub(crate) fn check_entry(
             limits,
             env,
             state,
+            events_from,
         }),
         _ => None,
     };
@@ -640,6 +645,115 @@ fn check_env(ctx: &mut Ctx<'_>, e: &Entry) -> BTreeMap<String, String> {
         env.insert(var.key.clone(), value);
     }
     env
+}
+
+/// `events_from: [function, ...]`: whose event streams this function may read (its own
+/// state must be Redis). That each name is a function with state is checked across entries
+/// by [`check_events_from_refs`].
+fn check_events_from(ctx: &mut Ctx<'_>, e: &Entry, key: &str, state: State) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let items = match &e.value.value {
+        Value::Seq(items) => items,
+        Value::Null => return out,
+        _ => {
+            ctx.err(
+                e.value.pos,
+                Some("events_from"),
+                format!(
+                    "expected a list of function names, found {}",
+                    e.value.describe()
+                ),
+            );
+            return out;
+        }
+    };
+    if state != State::Redis && !items.is_empty() {
+        ctx.err(
+            e.key_pos,
+            Some("events_from"),
+            "reading other functions' events needs `state: redis` (the grant goes to the function's Redis user)",
+        );
+    }
+    for item in items {
+        let Value::Scalar { text, .. } = &item.value else {
+            ctx.err(
+                item.pos,
+                Some("events_from"),
+                format!("expected a function name, found {}", item.describe()),
+            );
+            continue;
+        };
+        let name = text.trim();
+        if !crate::is_dns_label(name) {
+            ctx.err(
+                item.pos,
+                Some("events_from"),
+                format!("`{name}` is not a function name (a DNS label)"),
+            );
+        } else if name == key {
+            ctx.err(
+                item.pos,
+                Some("events_from"),
+                "a function reads its own events through its own state already",
+            );
+        } else if out.iter().any(|n| n == name) {
+            ctx.err(
+                item.pos,
+                Some("events_from"),
+                format!("`{name}` is listed twice"),
+            );
+        } else {
+            out.push(name.to_string());
+        }
+    }
+    out
+}
+
+/// Every name in an `events_from` list is a function of the registry with `state: redis`
+/// (only those have an event stream).
+pub(crate) fn check_events_from_refs(
+    errors: &mut Vec<RegistryError>,
+    entries: &[Entry],
+    keys: &[(String, Pos)],
+    functions: &BTreeMap<String, FunctionSpec>,
+) {
+    for entry in entries {
+        let Value::Map(fields) = &entry.value.value else {
+            continue;
+        };
+        let Some(list) = fields.iter().rev().find(|f| f.key == "events_from") else {
+            continue;
+        };
+        let Value::Seq(items) = &list.value.value else {
+            continue;
+        };
+        let mut seen = Vec::new();
+        for item in items {
+            let Value::Scalar { text, .. } = &item.value else {
+                continue;
+            };
+            let name = text.trim();
+            // Malformed, self and repeated names were reported with the entry.
+            if !crate::is_dns_label(name) || name == entry.key || seen.contains(&name) {
+                continue;
+            }
+            seen.push(name);
+            let known = keys.iter().any(|(k, _)| k == name);
+            let problem = match functions.get(name) {
+                _ if !known => format!("`{name}` is not a function of this registry"),
+                Some(spec) if spec.state != State::Redis => {
+                    format!("`{name}` has no event stream: it does not have `state: redis`")
+                }
+                _ => continue,
+            };
+            errors.push(error(
+                item.pos,
+                Some(&entry.key),
+                Some("events_from"),
+                problem,
+            ));
+        }
+    }
 }
 
 fn valid_env_name(name: &str) -> bool {

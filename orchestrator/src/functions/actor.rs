@@ -931,7 +931,11 @@ impl Actor {
         let handle = tokio::spawn(async move {
             let created = async {
                 let env = match spec.state {
-                    State::Redis => ctx.state_users.ensure(&spec.name).await?,
+                    State::Redis => {
+                        ctx.state_users
+                            .ensure(&spec.name, &spec.events_from)
+                            .await?
+                    }
                     State::None => Vec::new(),
                 };
                 ctx.engine.launch(&spec, &name, &image.id, &hash, env).await

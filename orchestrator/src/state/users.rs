@@ -2,7 +2,7 @@
 //! [`sluice_common::state`]): created before a function's first replica starts, once per
 //! orchestrator process, and saved to Redis's ACL file when it has one.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use redis::aio::ConnectionManager;
@@ -18,8 +18,8 @@ pub struct StateUsers {
     secret: Arc<Vec<u8>>,
     /// Redis as function containers reach it, without credentials.
     url: String,
-    /// Functions whose user this process has already set.
-    done: Arc<Mutex<HashSet<String>>>,
+    /// The rules each function's user was last given by this process.
+    done: Arc<Mutex<HashMap<String, Vec<String>>>>,
 }
 
 impl StateUsers {
@@ -34,15 +34,16 @@ impl StateUsers {
 
     /// Makes sure `function`'s user exists with exactly its rights, and returns the
     /// environment its containers get.
-    pub async fn ensure(&self, function: &str) -> Result<Vec<String>> {
+    pub async fn ensure(&self, function: &str, events_from: &[String]) -> Result<Vec<String>> {
         let user = state::username(function);
         let password = state::password(&self.secret, function);
+        let rules = state::acl_rules(function, &password, events_from);
         let mut done = self.done.lock().await;
-        if !done.contains(function) {
+        if done.get(function) != Some(&rules) {
             let mut c = self.conn.clone();
             let mut cmd = redis::cmd("ACL");
             cmd.arg("SETUSER").arg(&user);
-            for rule in state::acl_rules(function, &password) {
+            for rule in &rules {
                 cmd.arg(rule);
             }
             let _: () = cmd.query_async(&mut c).await.map_err(|e| {
@@ -55,8 +56,8 @@ impl StateUsers {
             if let Err(e) = saved {
                 tracing::debug!(function, error = %e, "ACL SAVE failed (no ACL file?)");
             }
-            tracing::info!(function, user = %user, prefix = %state::key_prefix(function), "state user ready");
-            done.insert(function.to_string());
+            tracing::info!(function, user = %user, prefix = %state::key_prefix(function), ?events_from, "state user ready");
+            done.insert(function.to_string(), rules);
         }
         Ok(vec![
             format!(

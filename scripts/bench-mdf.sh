@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# `make bench-mdf`: the MDF's RTP relay next to rtpengine (Debian's `rtpengine-daemon`,
+# userspace forwarding, sessions set up over its ng protocol: the talker publishes, each
+# listener subscribes), in one run, each on the same loopback port range in turn.
+# Driven by tools/relay-bench (real RTP, 160-byte payloads carrying the send time):
+#   1. relay: SLUICE_BENCH_MDF_CALLS calls of 1 talker → 3 listeners, input rate ramp;
+#      the highest rate with 0 loss, and latency through the relay (p50/p99);
+#   2. the same for groups of 10 (1 → 9);
+#   3. scale: 500 calls of 4 members, the talker at 50 packets/s each: loss and CPU.
+# The relays run as shipped (the MDF with a worker per core, rtpengine with its default
+# threads). Prints a table, writes bench-results/mdf.csv and the "Group-call relay" section of
+# BENCHMARKS.md.
+#
+# Env: SLUICE_BENCH_MDF_RATES ("10000 20000 30000 40000 50000 60000 80000"),
+#      SLUICE_BENCH_MDF_RATES_10 ("5000 10000 15000 20000 30000"),
+#      SLUICE_BENCH_MDF_STEP (5 s per rate), SLUICE_BENCH_MDF_CALLS (100).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+RATES=${SLUICE_BENCH_MDF_RATES:-"10000 20000 30000 40000 50000 60000 80000"}
+RATES_10=${SLUICE_BENCH_MDF_RATES_10:-"5000 10000 15000 20000 30000"}
+STEP=${SLUICE_BENCH_MDF_STEP:-5}
+CALLS=${SLUICE_BENCH_MDF_CALLS:-100}
+# Below the kernel's ephemeral ports (32768-60999), where the benchmark's own sockets live.
+PORT_MIN=20000 PORT_MAX=29999
+log() { printf '\033[1m[bench-mdf]\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[1m[bench-mdf]\033[0m error: %s\n' "$*" >&2; exit 1; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+timeout 1200 scripts/deps.sh || die "scripts/deps.sh failed"
+timeout 1800 scripts/install-packages.sh rtpengine=rtpengine-daemon || die "installing rtpengine-daemon failed"
+log "building mdf and relay-bench (release)"
+cargo build --release --locked -q -p mdf -p relay-bench || die "build failed"
+
+WORK=$(mktemp -d)
+RELAY_PID=""
+cleanup() {
+  [ -n "$RELAY_PID" ] && kill "$RELAY_PID" 2>/dev/null && wait "$RELAY_PID" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+CONTROL=$(free_port) NG=$(free_port)
+start_relay() { # mdf|rtpengine
+  if [ "$1" = mdf ]; then
+    SLUICE_MDF_CONTROL_LISTEN=127.0.0.1:$CONTROL SLUICE_MDF_PORT_MIN=$PORT_MIN SLUICE_MDF_PORT_MAX=$PORT_MAX \
+      SLUICE_MDF_MAX_SESSIONS=2000 SLUICE_LOG=warn target/release/mdf >"$WORK/mdf.log" 2>&1 &
+    RELAY_PID=$!
+    for _ in $(seq 100); do curl -sf "http://127.0.0.1:$CONTROL/healthz" >/dev/null && return 0; sleep 0.1; done
+    die "the MDF did not start: $(tail -5 "$WORK/mdf.log")"
+  else
+    rtpengine --config-file=none --table=-1 --interface=127.0.0.1 --listen-ng=127.0.0.1:$NG \
+      --port-min=$PORT_MIN --port-max=$PORT_MAX --foreground --log-stderr --log-level=3 \
+      --delete-delay=0 >"$WORK/rtpengine.log" 2>&1 &
+    RELAY_PID=$!
+    for _ in $(seq 100); do
+      python3 - "$NG" <<'PY' 2>/dev/null && return 0
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(0.2)
+s.sendto(b"1 d7:command4:pinge", ("127.0.0.1", int(sys.argv[1])))
+sys.exit(0 if b"pong" in s.recv(1000) else 1)
+PY
+      sleep 0.1
+    done
+    die "rtpengine did not start: $(tail -5 "$WORK/rtpengine.log")"
+  fi
+}
+stop_relay() { kill "$RELAY_PID" 2>/dev/null || true; wait "$RELAY_PID" 2>/dev/null || true; RELAY_PID=""; }
+
+run() { # target name sessions listeners rates seconds
+  local target=$1 name=$2 sessions=$3 listeners=$4 rates=$5 seconds=$6
+  start_relay "$target"
+  log "$target: $name ($sessions calls, 1 → $listeners, rates ${rates// /,} /s, ${seconds}s each)"
+  target/release/relay-bench --target "$target" --control "http://127.0.0.1:$CONTROL" --ng "127.0.0.1:$NG" \
+    --sessions "$sessions" --listeners "$listeners" --rates "${rates// /,}" --seconds "$seconds" \
+    --pid "$RELAY_PID" | sed "s/^{/{\"case\":\"$name\",/" | tee -a "$WORK/results.jsonl" >&2
+  stop_relay
+}
+
+for target in mdf rtpengine; do
+  run "$target" fanout3 "$CALLS" 3 "$RATES" "$STEP"
+  run "$target" fanout9 "$CALLS" 9 "$RATES_10" "$STEP"
+  run "$target" scale 500 3 25000 $((STEP * 2))
+done
+
+CORES=$(nproc)
+CSV=bench-results/mdf.csv
+mkdir -p bench-results
+python3 - "$WORK/results.jsonl" "$CSV" >"$WORK/table.md" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+cols = ["case", "target", "sessions", "listeners", "rate_in", "achieved_in", "sent", "expected",
+        "received", "loss", "out_pps", "p50_us", "p99_us", "cpu_pct"]
+with open(sys.argv[2], "w") as f:
+    f.write(",".join(cols) + "\n")
+    for r in rows:
+        f.write(",".join(str(r.get(c, "")) for c in cols) + "\n")
+def best(case, target):
+    ok = [r for r in rows if r["case"] == case and r["target"] == target and r["loss"] == 0]
+    return max(ok, key=lambda r: r["rate_in"]) if ok else None
+def at(case, target, rate):
+    return next((r for r in rows if r["case"] == case and r["target"] == target and r["rate_in"] == rate), None)
+names = {"mdf": "Sluice MDF", "rtpengine": "rtpengine 10.5 (userspace)"}
+print("| relay | fan-out | highest input rate with 0 loss (pkt/s) | output at that rate (pkt/s) | p50 / p99 there (µs) | p50 / p99 at the lowest rate (µs) | CPU there |")
+print("|---|---|---|---|---|---|---|")
+for case, label in [("fanout3", "1 → 3"), ("fanout9", "1 → 9")]:
+    lowest = min((r["rate_in"] for r in rows if r["case"] == case), default=0)
+    for t in ["mdf", "rtpengine"]:
+        b, low = best(case, t), at(case, t, lowest)
+        lo = f"{low['p50_us']} / {low['p99_us']}" if low else "-"
+        if b:
+            print(f"| {names[t]} | {label} | {b['rate_in']} | {b['out_pps']:.0f} | {b['p50_us']} / {b['p99_us']} | {lo} | {b['cpu_pct']} % |")
+        else:
+            print(f"| {names[t]} | {label} | none passed | - | - | {lo} | - |")
+print()
+print("| relay | scale: 500 calls × 4 members, 50 pkt/s per talker | loss | p50 / p99 (µs) | relay CPU |")
+print("|---|---|---|---|---|")
+for t in ["mdf", "rtpengine"]:
+    r = next((r for r in rows if r["case"] == "scale" and r["target"] == t), None)
+    if r:
+        pct = 100.0 * r["loss"] / r["expected"] if r["expected"] else 0
+        print(f"| {names[t]} | {r['achieved_in']:.0f} in → {r['out_pps']:.0f} out pkt/s | {r['loss']} ({pct:.3f} %) | {r['p50_us']} / {r['p99_us']} | {r['cpu_pct']} % |")
+ratio = []
+for case in ["fanout3", "fanout9"]:
+    m, e = best(case, "mdf"), best(case, "rtpengine")
+    if m and e:
+        ratio.append(f"{case}: {m['rate_in'] / e['rate_in']:.2f}×")
+print()
+print("MDF ÷ rtpengine, highest 0-loss rate: " + (", ".join(ratio) if ratio else "n/a") + ".")
+PY
+TABLE=$(cat "$WORK/table.md")
+printf '\n%s\n\n' "$TABLE"
+NOTE="Both relays on the same loopback port range ($PORT_MIN–$PORT_MAX), one after the other, driven by \`tools/relay-bench\` on the same machine (its sender and receivers share the $CORES cores). A rate passes when every listener got every packet. Latency is send → receive through the relay, on loopback. CPU is the relay process's, from /proc (100 % = one core)."
+SECTION=$(printf '<!-- bench-mdf:start -->\n## Group-call relay (`make bench-mdf`, %s, %s cores)\n\n%s\n\n%s\n<!-- bench-mdf:end -->' "$(date -u +%Y-%m-%d)" "$CORES" "$NOTE" "$TABLE")
+python3 - "$SECTION" <<'PY'
+import re, sys
+section = sys.argv[1]
+path = "BENCHMARKS.md"
+text = open(path).read()
+pattern = re.compile(r"<!-- bench-mdf:start -->.*?<!-- bench-mdf:end -->", re.S)
+text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section + "\n"
+open(path, "w").write(text)
+PY
+log "wrote BENCHMARKS.md (Group-call relay) and $CSV"
