@@ -8,11 +8,13 @@
 //! * [`load`] — the load contract: statsD names, the Redis load windows, the scale signal.
 //! * [`sip`] — the SIP contract: protobuf events to SIP handler functions, actions back.
 //! * [`state`] — function state in Redis: ACL user, key prefix and credentials per function.
+//! * [`mdf`] — the MDF relay pool as functions see it: control URLs and token.
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod healthcheck;
 pub mod load;
+pub mod mdf;
 pub mod registry;
 pub mod shutdown;
 pub mod sip;

@@ -612,6 +612,14 @@ fn bad_files_report_exact_errors() {
             ],
         ),
         (
+            "unknown service in uses, and one twice",
+            head_plus("  uses: [mdf, mdf, postgres]\n"),
+            vec![
+                want(Some("hello"), Some("uses"), 7, 15, &["listed twice"]),
+                want(Some("hello"), Some("uses"), 7, 20, &["unknown service `postgres`", "mdf"]),
+            ],
+        ),
+        (
             "events_from a function without state",
             format!("{}  state: redis\n  events_from: [other]\nother:\n  version: 0.1\n  configuration:\n    programing_language: python\n    base_function_file_name: handler.py\n    function_folder: hello\n", OK_HEAD),
             vec![want(Some("hello"), Some("events_from"), 8, 17, &["no event stream"])],
@@ -768,6 +776,7 @@ fn seed_entries_parse_unchanged_with_defaults() {
             env: Default::default(),
             state: Default::default(),
             events_from: vec![],
+            uses: vec![],
         }
     );
     let example = reg.get("example-faas").expect("key wins as the name");
@@ -899,6 +908,7 @@ fn full_resize() -> FunctionSpec {
         .collect(),
         state: Default::default(),
         events_from: vec![],
+        uses: vec![],
     }
 }
 

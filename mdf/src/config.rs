@@ -72,6 +72,10 @@ pub struct Config {
     #[arg(long, env = "SLUICE_MDF_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
 
+    /// The bearer token itself (the orchestrator's pool passes it so); the file wins.
+    #[arg(long, env = "SLUICE_MDF_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
     /// Relay worker threads (0: one per core).
     #[arg(long, env = "SLUICE_MDF_THREADS", default_value_t = 0)]
     pub threads: usize,
@@ -116,7 +120,7 @@ impl Config {
 
     pub fn token(&self) -> Result<Option<String>, String> {
         let Some(path) = &self.token_file else {
-            return Ok(None);
+            return Ok(self.token.clone().filter(|t| !t.trim().is_empty()));
         };
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("SLUICE_MDF_TOKEN_FILE {}: {e}", path.display()))?;

@@ -91,6 +91,54 @@ pub struct Config {
     /// Longest wait between restarts of a crash-looping function.
     #[arg(long, env = "SLUICE_MAX_BACKOFF", default_value = "60s", value_parser = sluice_common::registry::parse_duration)]
     pub max_backoff: Duration,
+
+    /// MDF relay instances always running (the pool is on when SLUICE_MDF_POOL_MAX > 0).
+    #[arg(long, env = "SLUICE_MDF_POOL_MIN", default_value_t = 1)]
+    pub mdf_pool_min: u16,
+
+    /// Most MDF relay instances (0: no pool).
+    #[arg(long, env = "SLUICE_MDF_POOL_MAX", default_value_t = 0)]
+    pub mdf_pool_max: u16,
+
+    /// MDF image; default `sluice/mdf:<SLUICE_IMAGE_TAG>`.
+    #[arg(long, env = "SLUICE_MDF_IMAGE")]
+    pub mdf_image: Option<String>,
+
+    /// IP address MDF instances bind their RTP ports on (they run on the host network).
+    #[arg(long, env = "SLUICE_MDF_MEDIA_IP", default_value = "127.0.0.1")]
+    pub mdf_media_ip: String,
+
+    /// Address MDF instances put in SDP (where phones send media); default: the media IP.
+    #[arg(long, env = "SLUICE_MDF_ADVERTISE")]
+    pub mdf_advertise: Option<String>,
+
+    /// First RTP port of slot 0; slot n starts SLUICE_MDF_PORTS_PER_INSTANCE × n above.
+    #[arg(long, env = "SLUICE_MDF_PORT_BASE", default_value_t = 20000)]
+    pub mdf_port_base: u16,
+
+    /// RTP/RTCP ports per instance (two per call participant).
+    #[arg(long, env = "SLUICE_MDF_PORTS_PER_INSTANCE", default_value_t = 2000)]
+    pub mdf_ports_per_instance: u16,
+
+    /// Control API port of slot 0 (slot n: + n), on the function network's gateway address.
+    #[arg(long, env = "SLUICE_MDF_CONTROL_PORT_BASE", default_value_t = 7090)]
+    pub mdf_control_port_base: u16,
+
+    /// Sessions (group calls) per instance.
+    #[arg(long, env = "SLUICE_MDF_MAX_SESSIONS", default_value_t = 200)]
+    pub mdf_max_sessions: u32,
+
+    /// Launch another instance when the sessions reach this share of the capacity.
+    #[arg(long, env = "SLUICE_MDF_SCALE_UP_AT", default_value_t = 0.8)]
+    pub mdf_scale_up_at: f64,
+
+    /// Drain an instance when the rest would stay under this share, for
+    /// SLUICE_MDF_SCALE_DOWN_AFTER.
+    #[arg(long, env = "SLUICE_MDF_SCALE_DOWN_AT", default_value_t = 0.5)]
+    pub mdf_scale_down_at: f64,
+
+    #[arg(long, env = "SLUICE_MDF_SCALE_DOWN_AFTER", default_value = "60s", value_parser = sluice_common::registry::parse_duration)]
+    pub mdf_scale_down_after: Duration,
 }
 
 impl Config {

@@ -16,6 +16,7 @@ mod dataplane;
 mod docker;
 mod error;
 mod functions;
+mod mdf;
 mod reload;
 mod state;
 
@@ -225,13 +226,55 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(2)
         .build()?;
+    let pool_http = http.clone();
     let dataplane = dataplane::DataPlane::new(
         http.clone(),
         cfg.xds_rest.clone().filter(|u| !u.is_empty()),
         cfg.router_admin.clone(),
         cfg.drain_slack,
     );
+    let mdf_pool = if cfg.mdf_pool_max > 0 {
+        let Some(gateway_ip) = with_retry("function network gateway", &stop, || {
+            engine.network_gateway()
+        })
+        .await
+        else {
+            return Ok(());
+        };
+        let settings = mdf::PoolSettings {
+            policy: mdf::policy::Settings {
+                min: cfg.mdf_pool_min.min(cfg.mdf_pool_max),
+                max: cfg.mdf_pool_max,
+                scale_up_at: cfg.mdf_scale_up_at,
+                scale_down_at: cfg.mdf_scale_down_at,
+                down_after: cfg.mdf_scale_down_after,
+            },
+            image: cfg
+                .mdf_image
+                .clone()
+                .unwrap_or_else(|| format!("sluice/mdf:{}", cfg.image_tag)),
+            control_host: gateway_ip,
+            control_port_base: cfg.mdf_control_port_base,
+            media_ip: cfg.mdf_media_ip.clone(),
+            advertise: cfg
+                .mdf_advertise
+                .clone()
+                .filter(|a| !a.is_empty())
+                .unwrap_or_else(|| cfg.mdf_media_ip.clone()),
+            port_base: cfg.mdf_port_base,
+            ports_per_instance: cfg.mdf_ports_per_instance,
+            max_sessions: cfg.mdf_max_sessions,
+            token: sluice_common::mdf::token(&state_secret),
+        };
+        Some(settings)
+    } else {
+        None
+    };
     let ctx = Ctx {
+        mdf_env: mdf_pool
+            .as_ref()
+            .map(mdf::PoolSettings::function_env)
+            .unwrap_or_default(),
         builder: build::Builder::new(engine.clone(), functions_dir.clone(), cfg.image_tag.clone()),
         engine: engine.clone(),
         state_users: state::users::StateUsers::new(store.connection(), state_secret, state_url),
@@ -256,9 +299,14 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
     reloader.mark_applied(&file_specs).await;
 
     let (ev_tx, ev_rx) = tokio::sync::mpsc::channel(1024);
+    let engine_for_pool = engine.clone();
     let watcher = tokio::spawn(docker::events::watch(engine, ev_tx, stop.clone()));
     let router = tokio::spawn(sup.clone().route_events(ev_rx, cfg.resync_interval));
     let watch = tokio::spawn(reloader.clone().watch(stop.clone()));
+    let pool = mdf_pool.map(|settings| {
+        let pool = mdf::Pool::new(engine_for_pool.clone(), pool_http.clone(), settings);
+        tokio::spawn(pool.run(stop.clone()))
+    });
     let autoscaler = if cfg.autoscale {
         let a =
             autoscale::Autoscaler::new(sup.clone(), cfg.redis_url.clone(), cfg.instance.clone());
@@ -282,6 +330,9 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
     let _ = tokio::join!(watcher, router, watch);
     if let Some(a) = autoscaler {
         let _ = a.await;
+    }
+    if let Some(p) = pool {
+        let _ = p.await;
     }
     sup.join().await;
     tracing::info!("stopped; function containers keep running and are adopted at the next start");

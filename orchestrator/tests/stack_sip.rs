@@ -68,6 +68,16 @@ mcptt-group:
     extra_dependencies: \"redis==5.0.8\"
   state: redis
   events_from: [sip-register]
+mcptt-media:
+  name: mcptt-media
+  version: 0.1
+  configuration:
+    programming_language: python
+    base_function_file_name: handler.py
+    function_folder: mcptt-media
+    extra_dependencies: \"redis==5.0.8\"
+  state: redis
+  uses: [mdf]
 ";
 
 async fn sip_counters(s: &ComposeStack) -> serde_json::Value {
@@ -148,10 +158,11 @@ fn recv_final(sock: &UdpSocket, request: &str, wait: Duration) -> Option<String>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sip_through_the_stack() {
-    let s = ComposeStack::up("sip", REGISTRY).await;
+    let s = ComposeStack::up_with_mdf("sip", REGISTRY).await;
     s.wait_built("sip-message").await;
     s.wait_built("state-probe").await;
     s.wait_built("mcptt-group").await;
+    s.wait_built("mcptt-media").await;
     for f in ["sip-register", "sip-register-auth"] {
         s.wait_built_within(f, Duration::from_secs(900)).await;
     }
@@ -172,6 +183,7 @@ async fn sip_through_the_stack() {
     python_handler(&s, proxy).await;
     registrar(&s, proxy).await;
     groups(&s, proxy).await;
+    media(&s).await;
     digest(&s).await;
     state_isolation(&s).await;
 }
@@ -540,6 +552,139 @@ async fn groups(s: &ComposeStack, proxy: SocketAddr) {
         .await
         .expect("DELETE");
     assert_eq!(del.status(), 404);
+}
+
+/// The Media Handler and the MDF pool: the orchestrator runs an MDF instance (a container on
+/// the host network); a relay session allocated through `mcptt-media` relays real RTP
+/// between sockets of this test on 127.0.0.1, and its ports are freed at the end.
+async fn media(s: &ComposeStack) {
+    let api = |path: &str| s.url(&format!("/function/mcptt-media{path}"));
+    let alice = (
+        UdpSocket::bind("127.0.0.1:0").expect("bind"),
+        UdpSocket::bind("127.0.0.1:0").expect("bind"),
+    );
+    let bob = (
+        UdpSocket::bind("127.0.0.1:0").expect("bind"),
+        UdpSocket::bind("127.0.0.1:0").expect("bind"),
+    );
+    for sock in [&alice.0, &alice.1, &bob.0, &bob.1] {
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+    }
+    let sdp = |rtp: &UdpSocket, rtcp: &UdpSocket| {
+        format!(
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio {} RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\na=rtcp:{}\r\n",
+            rtp.local_addr().expect("addr").port(),
+            rtcp.local_addr().expect("addr").port()
+        )
+    };
+    let offer = sdp(&alice.0, &alice.1);
+    let body = serde_json::json!({
+        "id": "call-m1",
+        "sdp": offer,
+        "floor": "sip:alice@example.org",
+        "legs": [{"id": "sip:alice@example.org", "sdp": offer}, {"id": "sip:bob@example.org"}],
+    });
+    // The pool starts its first instance with the stack: wait until it takes sessions.
+    let created = wait_for(
+        "an MDF instance to take a session",
+        Duration::from_secs(120),
+        || {
+            let req = s.http.post(api("/sessions")).json(&body);
+            async move {
+                let r = req.send().await.ok()?;
+                if r.status() == 201 {
+                    r.json::<serde_json::Value>().await.ok()
+                } else {
+                    None
+                }
+            }
+        },
+    )
+    .await;
+    let mdf_containers = docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=sluice.instance={}", s.project),
+        "--filter",
+        "label=sluice.mdf-slot",
+    ]);
+    assert_eq!(
+        mdf_containers.lines().count(),
+        1,
+        "one MDF instance, launched by the orchestrator"
+    );
+    let leg = |i: usize, key: &str| created["legs"][i][key].as_u64().expect("port") as u16;
+    assert_eq!(created["address"], "127.0.0.1", "{created}");
+    let alice_sdp = created["legs"][0]["sdp"].as_str().expect("sdp");
+    assert!(
+        alice_sdp.contains(&format!("m=audio {} RTP/AVP 8", leg(0, "rtp_port"))),
+        "{alice_sdp}"
+    );
+    let bob_offer = created["legs"][1]["sdp"].as_str().expect("sdp");
+    assert!(
+        bob_offer.contains(&format!("m=audio {} RTP/AVP 8", leg(1, "rtp_port"))),
+        "{bob_offer}"
+    );
+    assert!(bob_offer.contains("c=IN IP4 127.0.0.1"), "{bob_offer}");
+
+    // Bob answers with his SDP: he hears Floor Taken (alice holds the floor), then her media.
+    let r = s
+        .http
+        .put(api("/sessions/call-m1/legs/sip%3Abob%40example.org"))
+        .json(&serde_json::json!({"sdp": sdp(&bob.0, &bob.1)}))
+        .send()
+        .await
+        .expect("PUT leg");
+    assert_eq!(r.status(), 200);
+    let mut buf = [0u8; 2048];
+    let (n, _) = bob.1.recv_from(&mut buf).expect("Floor Taken");
+    assert_eq!(
+        (buf[1], &buf[8..12]),
+        (204, &b"MCPT"[..]),
+        "an MCPT APP packet"
+    );
+    assert_eq!(buf[0] & 0x0f, 2, "Floor Taken");
+    assert!(n >= 12);
+    let relay = SocketAddr::from(([127, 0, 0, 1], leg(0, "rtp_port")));
+    for seq in 0..20u16 {
+        let mut pkt = vec![0x80, 8];
+        pkt.extend_from_slice(&seq.to_be_bytes());
+        pkt.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 7]);
+        pkt.extend_from_slice(&[seq as u8; 160]);
+        alice.0.send_to(&pkt, relay).expect("send RTP");
+        let (n, from) = bob.0.recv_from(&mut buf).expect("relayed RTP");
+        assert_eq!(&buf[..n], &pkt[..], "byte-identical");
+        assert_eq!(from.port(), leg(1, "rtp_port"), "from bob's own relay port");
+    }
+    let view: serde_json::Value = s
+        .http
+        .get(api("/sessions/call-m1"))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(view["stats"]["relayed_packets"], 20, "{view}");
+    // The end: the relay frees the ports.
+    let r = s
+        .http
+        .delete(api("/sessions/call-m1"))
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(r.status(), 200);
+    UdpSocket::bind(relay).expect("the relay port is free again");
+    let r = s
+        .http
+        .get(api("/sessions/call-m1"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(r.status(), 404);
 }
 
 fn sha256_hex(s: &str) -> String {

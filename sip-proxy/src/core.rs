@@ -105,6 +105,8 @@ enum TimerRef {
     /// Our own: a server transaction still without a final response.
     Guard(String),
     Client(String, Timer),
+    /// A handler's ring timeout (`SendRequest.timeout_ms`) on an INVITE it sent.
+    Ring(String),
 }
 
 pub struct Core {
@@ -192,6 +194,13 @@ impl Core {
             match r {
                 TimerRef::Server(id, t) => self.server_input(&id, server::Input::Fired(t)),
                 TimerRef::Client(id, t) => self.client_input(&id, client::Input::Fired(t), None),
+                TimerRef::Ring(id) => {
+                    if self.clients.contains_key(&id) {
+                        tracing::debug!(transaction = %id, "ring timeout: cancelling");
+                        self.stats.ring_timeouts.inc();
+                        self.client_input(&id, client::Input::Cancel, None);
+                    }
+                }
                 TimerRef::Guard(id) => {
                     let invite = match self.servers.get(&id) {
                         Some(t) if t.fsm.awaiting_final() => t.fsm.is_invite(),
@@ -494,8 +503,23 @@ impl Core {
     // ---- client transactions ----
 
     fn send_request(&mut self, s: pb::SendRequest) {
-        if !s.cancels.is_empty() {
-            return self.client_input(&s.cancels.clone(), client::Input::Cancel, None);
+        if !s.cancels.is_empty() || !s.cancel_context.is_empty() {
+            let mut ids: Vec<String> = Vec::new();
+            if !s.cancels.is_empty() {
+                ids.push(s.cancels.clone());
+            }
+            if !s.cancel_context.is_empty() {
+                ids.extend(
+                    self.clients
+                        .iter()
+                        .filter(|(_, t)| t.method == "INVITE" && t.context == s.cancel_context)
+                        .map(|(id, _)| id.clone()),
+                );
+            }
+            for id in ids {
+                self.client_input(&id, client::Input::Cancel, None);
+            }
+            return;
         }
         let target = match resolve_target(&s) {
             Some(t) => t,
@@ -560,6 +584,12 @@ impl Core {
         };
         let id = key.id();
         let (fsm, effects) = Client::new(s.method == "INVITE", target.reliable(), self.s.timers);
+        if s.method == "INVITE" && s.timeout_ms > 0 {
+            self.schedule(
+                Duration::from_millis(u64::from(s.timeout_ms)),
+                TimerRef::Ring(id.clone()),
+            );
+        }
         self.clients.insert(
             id.clone(),
             ClientTxn {

@@ -36,6 +36,8 @@ pub struct Stats {
     pub retransmissions_absorbed: Counter,
     pub ack_timeouts: Counter,
     pub client_timeouts: Counter,
+    /// INVITEs the proxy cancelled because their handler's ring timeout passed.
+    pub ring_timeouts: Counter,
     pub handler_timeouts: Counter,
     pub stray_acks: Counter,
     pub stray_responses: Counter,
@@ -143,6 +145,7 @@ impl Stats {
             ("retransmissions_absorbed", &self.retransmissions_absorbed),
             ("ack_timeouts", &self.ack_timeouts),
             ("client_timeouts", &self.client_timeouts),
+            ("ring_timeouts", &self.ring_timeouts),
             ("handler_timeouts", &self.handler_timeouts),
             ("stray_acks", &self.stray_acks),
             ("stray_responses", &self.stray_responses),

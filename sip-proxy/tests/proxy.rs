@@ -98,6 +98,58 @@ async fn handle(
             vec![respond(200, vec![("Contact", contact)])]
         }
         (_, "INVITE") => vec![respond(486, vec![])],
+        // Forks two INVITEs to the probe with one context, the first with a ring timeout;
+        // a MESSAGE with `Subject: cancel` cancels what is left of the fork.
+        ("forker", "MESSAGE") => {
+            let peer = h.peer.lock().expect("lock").expect("peer set");
+            let subject = match &event.kind {
+                Some(pb::event::Kind::Request(r)) => r
+                    .headers
+                    .iter()
+                    .find(|h| h.name == "Subject")
+                    .map(|h| h.value.clone())
+                    .unwrap_or_default(),
+                _ => String::new(),
+            };
+            let invite = |n: u32, timeout_ms: u32| pb::Action {
+                kind: Some(pb::action::Kind::Send(pb::SendRequest {
+                    method: "INVITE".into(),
+                    uri: format!("sip:leg{n}@{peer}"),
+                    headers: vec![
+                        pb::Header {
+                            name: "From".into(),
+                            value: "<sip:group@example.org>;tag=g1".into(),
+                        },
+                        pb::Header {
+                            name: "To".into(),
+                            value: format!("<sip:leg{n}@example.org>"),
+                        },
+                        pb::Header {
+                            name: "Call-ID".into(),
+                            value: format!("fork-leg{n}"),
+                        },
+                    ],
+                    response_handler: "probe-results".into(),
+                    context: "fork-1".into(),
+                    timeout_ms,
+                    ..Default::default()
+                })),
+            };
+            let mut out = vec![respond(200, vec![])];
+            if subject == "cancel" {
+                out.push(pb::Action {
+                    kind: Some(pb::action::Kind::Send(pb::SendRequest {
+                        method: "CANCEL".into(),
+                        cancel_context: "fork-1".into(),
+                        ..Default::default()
+                    })),
+                });
+            } else {
+                out.push(invite(1, 300));
+                out.push(invite(2, 0));
+            }
+            out
+        }
         (_, "MESSAGE") => {
             let peer = h.peer.lock().expect("lock").expect("peer set");
             vec![
@@ -552,4 +604,100 @@ async fn a_request_the_platform_sends_is_retransmitted_and_its_response_or_timeo
     .await;
     assert!(timeout.local, "the proxy made the 408 itself");
     assert_eq!(p.counter("client_timeouts").await, 1);
+}
+
+/// The probe's side of a request: its text, and the answer `status` built from it.
+fn answer(request: &str, status: u16, reason: &str) -> String {
+    let mut out = format!("SIP/2.0 {status} {reason}\r\n");
+    for l in request.lines() {
+        if ["Via:", "From:", "To:", "Call-ID:", "CSeq:"]
+            .iter()
+            .any(|h| l.starts_with(h))
+        {
+            out.push_str(l);
+            if l.starts_with("To:") && status > 100 && !l.contains("tag=") {
+                out.push_str(";tag=probe");
+            }
+            out.push_str("\r\n");
+        }
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forked_invite_is_cancelled_by_its_ring_timeout_and_the_rest_by_context() {
+    let p = Proxy::start("MESSAGE=forker").await;
+    let probe = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    probe
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    *p.handlers.peer.lock().expect("lock") = Some(probe.local_addr().expect("addr"));
+    let c = Client::new(p.sip);
+    c.send(&c.request("MESSAGE", "fork-a", "f1", ""));
+    assert_eq!(sip_status(&c.recv()), 200);
+    let mut buf = vec![0u8; 65536];
+    let mut recv = || {
+        let (n, from) = probe.recv_from(&mut buf).expect("a request from the proxy");
+        (String::from_utf8_lossy(&buf[..n]).into_owned(), from)
+    };
+    // Both legs ring (180), so both can be cancelled.
+    let mut invites = Vec::new();
+    while invites.len() < 2 {
+        let (m, from) = recv();
+        if m.starts_with("INVITE ") && !invites.iter().any(|(i, _): &(String, _)| i == &m) {
+            probe
+                .send_to(answer(&m, 180, "Ringing").as_bytes(), from)
+                .expect("180");
+            invites.push((m, from));
+        }
+    }
+    let leg = |m: &str| {
+        if m.contains("Call-ID: fork-leg1") {
+            1
+        } else {
+            2
+        }
+    };
+    // Leg 1's ring timeout (300 ms) passes: the proxy cancels it, and only it.
+    let (cancel, from) = loop {
+        let (m, from) = recv();
+        if m.starts_with("CANCEL ") {
+            break (m, from);
+        }
+    };
+    assert_eq!(leg(&cancel), 1, "{cancel}");
+    probe
+        .send_to(answer(&cancel, 200, "OK").as_bytes(), from)
+        .expect("200 to CANCEL");
+    let invite1 = &invites.iter().find(|(m, _)| leg(m) == 1).expect("leg 1").0;
+    probe
+        .send_to(answer(invite1, 487, "Request Terminated").as_bytes(), from)
+        .expect("487");
+    assert_eq!(p.counter("ring_timeouts").await, 1);
+    // The other leg is cancelled by context.
+    c.send(&c.request("MESSAGE", "fork-b", "f2", "Subject: cancel\r\n"));
+    assert_eq!(sip_status(&c.recv()), 200);
+    let cancel2 = loop {
+        let (m, _) = recv();
+        if m.starts_with("CANCEL ") && leg(&m) == 2 {
+            break m;
+        }
+    };
+    assert!(cancel2.contains("CSeq: 1 CANCEL"), "{cancel2}");
+    // The handler heard leg 1's 487 with the fork's context.
+    let h = p.handlers.clone();
+    let (status, context) = wait_for("leg 1's 487", Duration::from_secs(10), || {
+        let h = h.clone();
+        async move {
+            h.events().into_iter().find_map(|(f, e)| match e.kind {
+                Some(pb::event::Kind::Response(r)) if f == "probe-results" && r.status == 487 => {
+                    Some((r.status, e.context))
+                }
+                _ => None,
+            })
+        }
+    })
+    .await;
+    assert_eq!((status, context.as_str()), (487, "fork-1"));
 }

@@ -19,6 +19,7 @@ pub(super) const ENTRY_FIELDS: &[&str] = &[
     "env",
     "state",
     "events_from",
+    "uses",
 ];
 /// Fields of `configuration:`.
 pub(super) const CONFIGURATION_FIELDS: &[&str] = &[

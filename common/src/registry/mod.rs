@@ -64,8 +64,8 @@ use serde::{Deserialize, Serialize};
 pub use error::{RegistryError, RegistryErrors};
 pub use hash::folder_content_hash;
 pub use spec::{
-    FunctionSpec, Language, Limits, RuntimeMode, Scaling, State, DEFAULT_HTTP_PORT, MAX_CPUS,
-    MIN_MEMORY_BYTES, RUNTIME_PORT,
+    FunctionSpec, Language, Limits, RuntimeMode, Scaling, Service, State, DEFAULT_HTTP_PORT,
+    MAX_CPUS, MIN_MEMORY_BYTES, RUNTIME_PORT,
 };
 pub use units::{parse_duration, parse_size};
 

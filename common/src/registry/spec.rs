@@ -232,6 +232,32 @@ pub struct FunctionSpec {
     /// read-only grant on its Redis user (`events_from:`; needs `state: redis`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events_from: Vec<String>,
+    /// Platform services the function uses (`uses: [mdf]`): their addresses and credentials
+    /// go into its containers' environment (see [`crate::mdf`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uses: Vec<Service>,
+}
+
+/// A platform service a function may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Service {
+    /// The MDF relay pool (control API URLs and token).
+    Mdf,
+}
+
+impl Service {
+    pub const ALL: [Service; 1] = [Service::Mdf];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Service::Mdf => "mdf",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Service> {
+        Service::ALL.into_iter().find(|v| v.as_str() == s)
+    }
 }
 
 /// What state a function gets from the platform.
@@ -264,7 +290,7 @@ impl State {
 impl FunctionSpec {
     /// Hex sha256 of everything that affects the container (not the code): name, display
     /// name, version, language, mode, http port, base file, folder, extra dependencies, all
-    /// `limits`, `env`, `state` (left out when `none`, so older hashes hold) and `scaling.max_concurrency` (the runtime enforces it). The other
+    /// `limits`, `env`, `state` and `uses` (left out when empty, so older hashes hold) and `scaling.max_concurrency` (the runtime enforces it). The other
     /// scaling fields only steer the autoscaler/router, so changing them does not change the
     /// hash (and must not replace running containers).
     pub fn spec_hash(&self) -> String {
@@ -285,6 +311,8 @@ impl FunctionSpec {
             env: &'a BTreeMap<String, String>,
             #[serde(skip_serializing_if = "is_no_state")]
             state: State,
+            #[serde(skip_serializing_if = "<[Service]>::is_empty")]
+            uses: &'a [Service],
         }
         fn is_no_state(s: &State) -> bool {
             *s == State::None
@@ -304,6 +332,7 @@ impl FunctionSpec {
             limits: &self.limits,
             env: &self.env,
             state: self.state,
+            uses: &self.uses,
         };
         // Serializing plain structs, strings, numbers and a BTreeMap cannot fail; fall back to
         // the Debug rendering rather than panic if it ever did.

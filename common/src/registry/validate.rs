@@ -15,8 +15,8 @@ use super::fields::{
 };
 use super::files::{check_files, relative_path_problem};
 use super::spec::{
-    FunctionSpec, Language, Limits, RuntimeMode, Scaling, State, DEFAULT_HTTP_PORT, MAX_CPUS,
-    MIN_MEMORY_BYTES, RUNTIME_PORT,
+    FunctionSpec, Language, Limits, RuntimeMode, Scaling, Service, State, DEFAULT_HTTP_PORT,
+    MAX_CPUS, MIN_MEMORY_BYTES, RUNTIME_PORT,
 };
 use super::tree::{error, Entry, Node, Pos, Value};
 use super::units::format_size;
@@ -148,6 +148,10 @@ pub(crate) fn check_entry(
         Some(e) => check_events_from(&mut ctx, e, key, state),
         None => Vec::new(),
     };
+    let uses = match entry.get("uses") {
+        Some(e) => check_uses(&mut ctx, e),
+        None => Vec::new(),
+    };
 
     let valid = ctx.errors.len() == before;
     let spec = match config {
@@ -166,6 +170,7 @@ pub(crate) fn check_entry(
             env,
             state,
             events_from,
+            uses,
         }),
         _ => None,
     };
@@ -704,6 +709,44 @@ fn check_events_from(ctx: &mut Ctx<'_>, e: &Entry, key: &str, state: State) -> V
             );
         } else {
             out.push(name.to_string());
+        }
+    }
+    out
+}
+
+/// `uses: [service, ...]`: platform services from [`Service::ALL`], each once.
+fn check_uses(ctx: &mut Ctx<'_>, e: &Entry) -> Vec<Service> {
+    let mut out = Vec::new();
+    let items = match &e.value.value {
+        Value::Seq(items) => items,
+        Value::Null => return out,
+        _ => {
+            ctx.err(
+                e.value.pos,
+                Some("uses"),
+                format!("expected a list of services, found {}", e.value.describe()),
+            );
+            return out;
+        }
+    };
+    for item in items {
+        let name = match &item.value {
+            Value::Scalar { text, .. } => text.trim(),
+            _ => "",
+        };
+        match Service::from_name(name) {
+            Some(s) if out.contains(&s) => {
+                ctx.err(item.pos, Some("uses"), format!("`{name}` is listed twice"))
+            }
+            Some(s) => out.push(s),
+            None => ctx.err(
+                item.pos,
+                Some("uses"),
+                format!(
+                    "unknown service `{name}`; supported: {}",
+                    Service::ALL.map(Service::as_str).join(", ")
+                ),
+            ),
         }
     }
     out

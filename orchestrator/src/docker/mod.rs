@@ -4,6 +4,7 @@
 
 pub mod container;
 pub mod events;
+pub mod mdf;
 
 use std::collections::HashMap;
 

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
-use sluice_common::registry::{FunctionSpec, State};
+use sluice_common::registry::{FunctionSpec, Service, State};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
@@ -930,7 +930,7 @@ impl Actor {
         let tx = self.tx.clone();
         let handle = tokio::spawn(async move {
             let created = async {
-                let env = match spec.state {
+                let mut env = match spec.state {
                     State::Redis => {
                         ctx.state_users
                             .ensure(&spec.name, &spec.events_from)
@@ -938,6 +938,12 @@ impl Actor {
                     }
                     State::None => Vec::new(),
                 };
+                if spec.uses.contains(&Service::Mdf) {
+                    if ctx.mdf_env.is_empty() {
+                        tracing::warn!(function = %spec.name, "uses the MDF pool, which is off (SLUICE_MDF_POOL_MAX=0)");
+                    }
+                    env.extend(ctx.mdf_env.iter().cloned());
+                }
                 ctx.engine.launch(&spec, &name, &image.id, &hash, env).await
             }
             .await;

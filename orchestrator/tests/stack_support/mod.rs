@@ -30,6 +30,10 @@ fn compose_cmd() -> Vec<String> {
 
 pub struct ComposeStack {
     pub autoscale: bool,
+    /// The MDF relay pool is on (off by default: stacks that need no relay run none).
+    pub mdf: bool,
+    /// First RTP port of the stack's MDF slot 0 (slots are 200 ports apart).
+    pub mdf_port_base: u16,
     pub project: String,
     pub dir: tempfile::TempDir,
     pub port: u16,
@@ -48,6 +52,15 @@ impl ComposeStack {
 
     /// `autoscale: false` leaves replica counts to the API and wake-ups only.
     pub async fn up_with(tag: &str, registry: &str, autoscale: bool) -> ComposeStack {
+        Self::start(tag, registry, autoscale, false).await
+    }
+
+    /// With the MDF relay pool (instances on the host network, on ports of their own).
+    pub async fn up_with_mdf(tag: &str, registry: &str) -> ComposeStack {
+        Self::start(tag, registry, true, true).await
+    }
+
+    async fn start(tag: &str, registry: &str, autoscale: bool, mdf: bool) -> ComposeStack {
         let dir = tempfile::tempdir().expect("tempdir");
         // Every example function folder of the repo (hello, sleep, deps, echo, fast, ...).
         let fns = dir.path().join("faas-runtime/functions");
@@ -84,6 +97,9 @@ impl ComposeStack {
         }
         let s = ComposeStack {
             autoscale,
+            mdf,
+            // Below the ephemeral range, a different 400-port block per stack.
+            mdf_port_base: 21000 + 400 * (suffix % 20) as u16,
             network: format!("{project}-net"),
             port: free_port(),
             sip_port: free_port(),
@@ -141,6 +157,9 @@ impl ComposeStack {
                 "SLUICE_SIP_ADMIN_LISTEN",
                 format!("127.0.0.1:{}", self.sip_admin_port),
             )
+            .env("SLUICE_MDF_POOL_MAX", if self.mdf { "2" } else { "0" })
+            .env("SLUICE_MDF_PORT_BASE", self.mdf_port_base.to_string())
+            .env("SLUICE_MDF_PORTS_PER_INSTANCE", "200")
             .output()
             .expect("compose")
     }
