@@ -2,8 +2,9 @@
 //! sip-proxy (host network, 127.0.0.1) → gateway → router → handler functions → back as SIP.
 //! One stack for every SIP check (it takes a while to build the registrar on a fresh engine):
 //! the Python `sip-message` handler, the `sip-register` registrar (RFC 3261 §10.3, digest
-//! authentication, scale from zero, retransmissions) and the isolation of function state in
-//! Redis (`state-probe`, a test fixture).
+//! authentication, scale from zero, retransmissions), the isolation of function state in
+//! Redis (`state-probe`, a test fixture), and group calls: the MCPTT group, media and session
+//! handlers with the orchestrator's MDF relay, sipp members, real RTP and floor control.
 
 mod stack_support;
 
@@ -78,6 +79,17 @@ mcptt-media:
     extra_dependencies: \"redis==5.0.8\"
   state: redis
   uses: [mdf]
+mcptt-session:
+  name: mcptt-session
+  version: 0.1
+  configuration:
+    programming_language: python
+    base_function_file_name: handler.py
+    function_folder: mcptt-session
+    extra_dependencies: \"redis==5.0.8 protobuf==4.25.9\"
+  state: redis
+  env:
+    MCPTT_RING_TIMEOUT_MS: 3000
 ";
 
 async fn sip_counters(s: &ComposeStack) -> serde_json::Value {
@@ -163,6 +175,7 @@ async fn sip_through_the_stack() {
     s.wait_built("state-probe").await;
     s.wait_built("mcptt-group").await;
     s.wait_built("mcptt-media").await;
+    s.wait_built("mcptt-session").await;
     for f in ["sip-register", "sip-register-auth"] {
         s.wait_built_within(f, Duration::from_secs(900)).await;
     }
@@ -184,6 +197,7 @@ async fn sip_through_the_stack() {
     registrar(&s, proxy).await;
     groups(&s, proxy).await;
     media(&s).await;
+    group_call(&s, proxy).await;
     digest(&s).await;
     state_isolation(&s).await;
 }
@@ -685,6 +699,518 @@ async fn media(s: &ComposeStack) {
         .await
         .expect("GET");
     assert_eq!(r.status(), 404);
+}
+
+/// A member's sipp UAS (scenario with its RTP port written in), registered at the registrar
+/// with the UAS's own address as contact; plus the RTP/RTCP sockets the test reads.
+struct Member {
+    aor: String,
+    rtp: UdpSocket,
+    rtcp: UdpSocket,
+    sipp: ChildGuard,
+}
+
+impl Member {
+    fn start(user: &str, scenario: &str, proxy: SocketAddr) -> Member {
+        let (rtp, rtcp) = rtp_pair();
+        let dir = std::env::temp_dir().join(format!("mcptt-{user}-{}", free_port()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = repo_root().join("sip-proxy/tests/sipp").join(scenario);
+        let rtp_port = rtp.local_addr().expect("addr").port().to_string();
+        let sip_port = free_port();
+        let child = std::process::Command::new("sipp")
+            .current_dir(&dir)
+            .arg("-sf")
+            .arg(&file)
+            .args([
+                "-t",
+                "u1",
+                "-m",
+                "1",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &sip_port.to_string(),
+            ])
+            .args(["-key", "rtp_port", &rtp_port])
+            .args(["-timeout", "90s", "-nostdin", "-trace_err"])
+            .arg(proxy.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start sipp");
+        let reg = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let port = reg.local_addr().expect("addr").port();
+        // Only this UAS is the member's contact (an earlier one of the test is gone).
+        let call = format!("reg-{user}-{sip_port}");
+        let (ok, _) = send_until_final(
+            &reg,
+            proxy,
+            &register(port, user, &call, 1, &["Contact: *", "Expires: 0"]),
+        );
+        assert_eq!(sip_status(&ok), 200, "{ok}");
+        let contact = format!("Contact: <sip:{user}@127.0.0.1:{sip_port}>");
+        let (ok, _) = send_until_final(
+            &reg,
+            proxy,
+            &register(port, user, &call, 2, &[&contact, "Expires: 600"]),
+        );
+        assert_eq!(sip_status(&ok), 200, "{ok}");
+        Member {
+            aor: format!("sip:{user}@example.org"),
+            rtp,
+            rtcp,
+            sipp: ChildGuard(Some(child)),
+        }
+    }
+
+    /// sipp's verdict: 0 when the member saw the whole call it expected.
+    fn finish(&mut self) -> i32 {
+        let mut child = self.sipp.0.take().expect("sipp running");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(st) = child.try_wait().expect("wait sipp") {
+                return st.code().unwrap_or(-1);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sipp {} did not finish",
+                self.aor
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn recv_rtp(&self) -> Vec<u8> {
+        let mut buf = [0u8; 2048];
+        let (n, _) = self.rtp.recv_from(&mut buf).expect("RTP from the relay");
+        buf[..n].to_vec()
+    }
+
+    /// The next floor message's type (low 4 bits of the MCPT APP subtype).
+    fn recv_floor(&self) -> u8 {
+        let mut buf = [0u8; 2048];
+        loop {
+            let (n, _) = self.rtcp.recv_from(&mut buf).expect("a floor message");
+            if n >= 12 && buf[1] == 204 && &buf[8..12] == b"MCPT" {
+                return buf[0] & 0x0f;
+            }
+        }
+    }
+}
+
+/// An even RTP port with RTCP right above it, both bound by the test on 127.0.0.1.
+fn rtp_pair() -> (UdpSocket, UdpSocket) {
+    let (rtp, rtcp) = loop {
+        let rtp = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let port = rtp.local_addr().expect("addr").port();
+        if port.is_multiple_of(2) {
+            if let Ok(rtcp) = UdpSocket::bind(("127.0.0.1", port + 1)) {
+                break (rtp, rtcp);
+            }
+        }
+    };
+    for sock in [&rtp, &rtcp] {
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+    }
+    (rtp, rtcp)
+}
+
+const FLOOR_GRANTED: u8 = 1;
+const FLOOR_TAKEN: u8 = 2;
+const FLOOR_DENY: u8 = 3;
+const FLOOR_IDLE: u8 = 5;
+
+fn floor_message(kind: u8) -> Vec<u8> {
+    // An MCPT APP packet from a client: V=2, subtype = kind, PT 204, length 2, SSRC, name.
+    vec![0x80 | kind, 204, 0, 2, 0, 0, 0, 9, b'M', b'C', b'P', b'T']
+}
+
+fn rtp_packet(ssrc: u32, seq: u16) -> Vec<u8> {
+    let mut p = vec![0x80, 8];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend((0..160u16).map(|i| (i ^ seq) as u8));
+    p
+}
+
+fn invite(port: u16, call: &str, group: &str, rtp_port: u16) -> String {
+    let sdp = format!(
+        "v=0\r\no=alice 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {rtp_port} RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n\
+         m=application {} udp MCPTT\r\na=fmtp:MCPTT mc_implicit_request\r\n",
+        rtp_port + 1
+    );
+    let info = "<?xml version=\"1.0\"?><mcpttinfo xmlns=\"urn:3gpp:ns:mcpttInfo:1.0\"><mcptt-Params><session-type>prearranged</session-type></mcptt-Params></mcpttinfo>";
+    let body = format!(
+        "--mcptt\r\nContent-Type: application/sdp\r\n\r\n{sdp}--mcptt\r\n\
+         Content-Type: application/vnd.3gpp.mcptt-info+xml\r\n\r\n{info}\r\n--mcptt--\r\n"
+    );
+    format!(
+        "INVITE sip:{group}@example.org SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{call}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:alice@example.org>;tag=a{call}\r\n\
+         To: <sip:{group}@example.org>\r\n\
+         Call-ID: {call}\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:alice@127.0.0.1:{port}>\r\n\
+         Content-Type: multipart/mixed;boundary=mcptt\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// In-dialog request from the originator (ACK, BYE, CANCEL) for `call`.
+fn in_dialog(
+    method: &str,
+    port: u16,
+    call: &str,
+    group: &str,
+    to_tag: &str,
+    cseq: u32,
+    branch: &str,
+) -> String {
+    let to = if to_tag.is_empty() {
+        format!("<sip:{group}@example.org>")
+    } else {
+        format!("<sip:{group}@example.org>;tag={to_tag}")
+    };
+    format!(
+        "{method} sip:{group}@example.org SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{branch}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:alice@example.org>;tag=a{call}\r\n\
+         To: {to}\r\n\
+         Call-ID: {call}\r\n\
+         CSeq: {cseq} {method}\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+}
+
+/// Reads SIP messages on `sock` until a response to `method` with `status`; responses to
+/// other methods and other provisional responses are skipped, another final response fails
+/// the test with the handler's log.
+fn recv_status(s: &ComposeStack, sock: &UdpSocket, method: &str, status: u16) -> String {
+    // (The REGISTER helpers leave a short read timeout on the socket.)
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let got = sock.recv_from(&mut buf);
+        let m = match got {
+            Ok((n, _)) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+            Err(e) => panic!(
+                "no {status} ({e}); mcptt-session's log:\n{}",
+                function_logs(s, "mcptt-session")
+            ),
+        };
+        let cseq = header_values(&m, "CSeq");
+        if !m.starts_with("SIP/2.0") || !cseq.iter().any(|c| c.ends_with(method)) {
+            continue;
+        }
+        let got = sip_status(&m);
+        if got == status {
+            return m;
+        }
+        assert!(
+            got < 200 || status < 200,
+            "expected {status}, got:\n{m}\nmcptt-session's log:\n{}",
+            function_logs(s, "mcptt-session")
+        );
+    }
+}
+
+/// The logs of a function's containers, the group's targets and the sip-proxy's counters
+/// (for failure messages).
+fn function_logs(s: &ComposeStack, function: &str) -> String {
+    let curl = |url: &str| {
+        std::process::Command::new("curl")
+            .args(["-s", "-m", "5", url])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    let targets = curl(&s.url("/function/mcptt-group/groups/ptt/targets"));
+    let counters = curl(&format!("http://127.0.0.1:{}/v1/stats", s.sip_admin_port));
+    format!("targets: {targets}\nsip-proxy: {counters}\n")
+        + &s.containers(function, true)
+            .iter()
+            .map(|id| {
+                let out = std::process::Command::new("docker")
+                    .args(["logs", "--tail", "60", id])
+                    .output()
+                    .map(|o| {
+                        format!(
+                            "{}{}",
+                            String::from_utf8_lossy(&o.stdout),
+                            String::from_utf8_lossy(&o.stderr)
+                        )
+                    })
+                    .unwrap_or_default();
+                format!("--- {id}\n{out}")
+            })
+            .collect::<String>()
+}
+
+fn sdp_audio_port(msg: &str) -> u16 {
+    msg.lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .expect("m=audio in the SDP")
+}
+
+/// Group calls end to end: sipp members, the test as the originator and as every member's
+/// RTP endpoint; the session handler cold-starts during the first call's setup.
+async fn group_call(s: &ComposeStack, proxy: SocketAddr) {
+    let f = s.function("mcptt-session").await;
+    assert_eq!(f["availableReplicas"].as_u64(), Some(0), "at zero: {f}");
+    let mut bob = Member::start("bob", "mcptt-member-answers.xml", proxy);
+    let mut carol = Member::start("carol", "mcptt-member-answers.xml", proxy);
+    let mut dave = Member::start("dave", "mcptt-member-rings.xml", proxy);
+    let alice_sip = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    alice_sip
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let port = alice_sip.local_addr().expect("addr").port();
+    let (ok, _) = send_until_final(
+        &alice_sip,
+        proxy,
+        &register(
+            port,
+            "alice",
+            "reg-alice",
+            1,
+            &[
+                &format!("Contact: <sip:alice@127.0.0.1:{port}>"),
+                "Expires: 600",
+            ],
+        ),
+    );
+    assert_eq!(sip_status(&ok), 200, "{ok}");
+    let (a_rtp, a_rtcp) = rtp_pair();
+    let members =
+        serde_json::json!({"members": ["sip:alice@example.org", bob.aor, carol.aor, dave.aor]});
+    let r = s
+        .http
+        .put(s.url("/function/mcptt-group/groups/ptt"))
+        .json(&members)
+        .send()
+        .await
+        .expect("PUT group");
+    assert_eq!(r.status(), 200);
+
+    // Alice calls the group (multipart body with mcptt-info): the proxy answers 100 Trying
+    // at once, the first member's answer brings the 200 with her relay SDP.
+    alice_sip
+        .send_to(
+            invite(
+                port,
+                "gc-1",
+                "ptt",
+                a_rtp.local_addr().expect("addr").port(),
+            )
+            .as_bytes(),
+            proxy,
+        )
+        .expect("INVITE");
+    recv_status(s, &alice_sip, "INVITE", 100);
+    let ok = recv_status(s, &alice_sip, "INVITE", 200);
+    let to_tag = header_values(&ok, "To")[0]
+        .rsplit("tag=")
+        .next()
+        .expect("to tag")
+        .to_string();
+    alice_sip
+        .send_to(
+            in_dialog("ACK", port, "gc-1", "ptt", &to_tag, 1, "ack1").as_bytes(),
+            proxy,
+        )
+        .expect("ACK");
+    let relay = SocketAddr::from(([127, 0, 0, 1], sdp_audio_port(&ok)));
+    let view: serde_json::Value = s
+        .http
+        .get(s.url("/function/mcptt-media/sessions/gc-1"))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("json");
+    let relay_of = |aor: &str| {
+        let leg = view["legs"]
+            .as_array()
+            .expect("legs")
+            .iter()
+            .find(|l| l["id"] == aor)
+            .expect("leg")
+            .clone();
+        (
+            SocketAddr::from((
+                [127, 0, 0, 1],
+                leg["rtp_port"].as_u64().expect("port") as u16,
+            )),
+            SocketAddr::from((
+                [127, 0, 0, 1],
+                leg["rtcp_port"].as_u64().expect("port") as u16,
+            )),
+        )
+    };
+    assert_eq!(relay_of("sip:alice@example.org").0, relay, "{view}");
+    // Alice holds the floor (implicit request); bob and carol hear Taken as they join.
+    assert_eq!(bob.recv_floor(), FLOOR_TAKEN);
+    // Carol may answer just after bob: wait until both legs are joined before media.
+    wait_for("carol to join", Duration::from_secs(20), || {
+        let req = s.http.get(s.url("/function/mcptt-media/sessions/gc-1"));
+        async move {
+            let v: serde_json::Value = req.send().await.ok()?.json().await.ok()?;
+            let joined = v["legs"]
+                .as_array()?
+                .iter()
+                .filter(|l| !l["remote_rtp"].is_null())
+                .count();
+            (joined == 3).then_some(())
+        }
+    })
+    .await;
+    assert_eq!(carol.recv_floor(), FLOOR_TAKEN);
+
+    // Relaying: every packet of the holder, byte-identical and in order, at bob and carol.
+    let sent: Vec<Vec<u8>> = (0..50).map(|i| rtp_packet(0xa1, 100 + i)).collect();
+    for p in &sent {
+        a_rtp.send_to(p, relay).expect("RTP");
+    }
+    for m in [&bob, &carol] {
+        for p in &sent {
+            assert_eq!(&m.recv_rtp(), p, "{} got alice's packets in order", m.aor);
+        }
+    }
+    // Bad input at the relay: malformed RTP and RTCP, and a flood from an address that is
+    // no member's (127.0.0.2); each is counted by reason and relaying goes on.
+    let (bob_rtp_relay, bob_rtcp_relay) = relay_of(&bob.aor);
+    a_rtp.send_to(&[0x80, 8, 0], relay).expect("short RTP");
+    a_rtp.send_to(&[0x40; 40], relay).expect("RTP version 1");
+    a_rtcp
+        .send_to(b"not rtcp at all", relay_of("sip:alice@example.org").1)
+        .expect("bad RTCP");
+    let stranger = UdpSocket::bind("127.0.0.2:0").expect("bind 127.0.0.2");
+    for i in 0..100 {
+        stranger
+            .send_to(&rtp_packet(0xbad, i), bob_rtp_relay)
+            .expect("flood");
+        stranger
+            .send_to(&rtp_packet(0xbad, i), relay)
+            .expect("flood");
+    }
+    let stats = wait_for(
+        "the relay to count the bad input",
+        Duration::from_secs(10),
+        || {
+            let req = s.http.get(s.url("/function/mcptt-media/sessions/gc-1"));
+            async move {
+                let v: serde_json::Value = req.send().await.ok()?.json().await.ok()?;
+                let st = v["stats"].clone();
+                (st["dropped_foreign_source"].as_u64()? >= 200).then_some(st)
+            }
+        },
+    )
+    .await;
+    assert_eq!(stats["dropped_malformed_rtp"], 2, "{stats}");
+    assert_eq!(stats["dropped_malformed_rtcp"], 1, "{stats}");
+    assert_eq!(
+        stats["relayed_packets"], 100,
+        "50 packets to each of two members: {stats}"
+    );
+    let after = rtp_packet(0xa1, 150);
+    a_rtp.send_to(&after, relay).expect("RTP");
+    for m in [&bob, &carol] {
+        assert_eq!(m.recv_rtp(), after, "{} still hears alice", m.aor);
+    }
+
+    // Floor control: bob asks while alice talks (Deny); alice releases (Idle to all); bob
+    // asks again (Granted, Taken to the others), and his media reaches alice and carol.
+    let (_, alice_rtcp_relay) = relay_of("sip:alice@example.org");
+    bob.rtcp
+        .send_to(&floor_message(0), bob_rtcp_relay)
+        .expect("Floor Request");
+    assert_eq!(bob.recv_floor(), FLOOR_DENY);
+    let mut a_floor = [0u8; 2048];
+    let granted = a_rtcp.recv_from(&mut a_floor).expect("alice's Granted").0;
+    assert_eq!((a_floor[0] & 0x0f, granted >= 12), (FLOOR_GRANTED, true));
+    a_rtcp
+        .send_to(&floor_message(4), alice_rtcp_relay)
+        .expect("Floor Release");
+    for m in [&bob, &carol] {
+        assert_eq!(m.recv_floor(), FLOOR_IDLE, "{}", m.aor);
+    }
+    a_rtcp.recv_from(&mut a_floor).expect("alice's Idle");
+    assert_eq!(a_floor[0] & 0x0f, FLOOR_IDLE);
+    bob.rtcp
+        .send_to(&floor_message(0), bob_rtcp_relay)
+        .expect("Floor Request");
+    assert_eq!(bob.recv_floor(), FLOOR_GRANTED);
+    assert_eq!(carol.recv_floor(), FLOOR_TAKEN);
+    let bobs: Vec<Vec<u8>> = (0..20).map(|i| rtp_packet(0xb0, 500 + i)).collect();
+    for p in &bobs {
+        bob.rtp.send_to(p, bob_rtp_relay).expect("RTP");
+    }
+    for p in &bobs {
+        assert_eq!(&carol.recv_rtp(), p);
+        let mut buf = [0u8; 2048];
+        let (n, _) = a_rtp.recv_from(&mut buf).expect("bob's RTP at alice");
+        assert_eq!(&buf[..n], &p[..]);
+    }
+    // Dave never answers: his ring timeout cancels his leg; the call goes on.
+    assert_eq!(
+        dave.finish(),
+        0,
+        "dave's INVITE was cancelled and ended with 487"
+    );
+    // Alice hangs up: bob and carol get BYE (sipp answers 200), the relay frees its ports.
+    alice_sip
+        .send_to(
+            in_dialog("BYE", port, "gc-1", "ptt", &to_tag, 2, "bye1").as_bytes(),
+            proxy,
+        )
+        .expect("BYE");
+    recv_status(s, &alice_sip, "BYE", 200);
+    assert_eq!(bob.finish(), 0, "bob saw INVITE, ACK and BYE");
+    assert_eq!(carol.finish(), 0, "carol saw INVITE, ACK and BYE");
+    wait_for("the relay session to end", Duration::from_secs(10), || {
+        let req = s.http.get(s.url("/function/mcptt-media/sessions/gc-1"));
+        async move { (req.send().await.ok()?.status() == 404).then_some(()) }
+    })
+    .await;
+    UdpSocket::bind(relay).expect("alice's relay port is free again");
+
+    // CANCEL before any answer: 487 to alice, and the forks are cancelled.
+    let mut bob = Member::start("bob", "mcptt-member-rings.xml", proxy);
+    let mut carol = Member::start("carol", "mcptt-member-rings.xml", proxy);
+    alice_sip
+        .send_to(
+            invite(
+                port,
+                "gc-2",
+                "ptt",
+                a_rtp.local_addr().expect("addr").port(),
+            )
+            .as_bytes(),
+            proxy,
+        )
+        .expect("INVITE");
+    recv_status(s, &alice_sip, "INVITE", 180);
+    alice_sip
+        .send_to(
+            in_dialog("CANCEL", port, "gc-2", "ptt", "", 1, "gc-2").as_bytes(),
+            proxy,
+        )
+        .expect("CANCEL");
+    recv_status(s, &alice_sip, "INVITE", 487);
+    assert_eq!(bob.finish(), 0, "bob's fork was cancelled");
+    assert_eq!(carol.finish(), 0, "carol's fork was cancelled");
 }
 
 fn sha256_hex(s: &str) -> String {

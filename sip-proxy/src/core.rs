@@ -195,7 +195,11 @@ impl Core {
                 TimerRef::Server(id, t) => self.server_input(&id, server::Input::Fired(t)),
                 TimerRef::Client(id, t) => self.client_input(&id, client::Input::Fired(t), None),
                 TimerRef::Ring(id) => {
-                    if self.clients.contains_key(&id) {
+                    if self
+                        .clients
+                        .get(&id)
+                        .is_some_and(|t| t.fsm.awaiting_final())
+                    {
                         tracing::debug!(transaction = %id, "ring timeout: cancelling");
                         self.stats.ring_timeouts.inc();
                         self.client_input(&id, client::Input::Cancel, None);

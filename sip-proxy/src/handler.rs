@@ -35,7 +35,8 @@ pub const KNOWN_METHODS: [&str; 14] = [
 ];
 
 /// The default method → handler map (`SLUICE_SIP_ROUTES`).
-pub const DEFAULT_ROUTES: &str = "REGISTER=sip-register,OPTIONS=sip-register,MESSAGE=sip-message";
+pub const DEFAULT_ROUTES: &str =
+    "REGISTER=sip-register,OPTIONS=sip-register,MESSAGE=sip-message,INVITE=mcptt-session,BYE=mcptt-session";
 
 /// Method → handler function. CANCEL is the proxy's own business (it answers it and tells the
 /// INVITE's handler), and an ACK goes to the handler of the INVITE it acknowledges.
@@ -241,10 +242,17 @@ mod tests {
             r.handler_for("REGISTER", "sip:x").as_deref(),
             Some("sip-register")
         );
-        assert_eq!(r.handler_for("INVITE", "sip:x"), None);
         assert_eq!(
-            r.refusal("INVITE"),
-            (405, "MESSAGE, OPTIONS, REGISTER, ACK, CANCEL".to_string())
+            r.handler_for("INVITE", "sip:x").as_deref(),
+            Some("mcptt-session")
+        );
+        assert_eq!(r.handler_for("SUBSCRIBE", "sip:x"), None);
+        assert_eq!(
+            r.refusal("SUBSCRIBE"),
+            (
+                405,
+                "BYE, INVITE, MESSAGE, OPTIONS, REGISTER, ACK, CANCEL".to_string()
+            )
         );
         assert_eq!(r.refusal("FOO").0, 501);
         for (bad, says) in [

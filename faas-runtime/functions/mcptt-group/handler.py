@@ -7,8 +7,9 @@ HTTP JSON API (through the gateway, `/function/mcptt-group/...`):
   GET    /groups/<id>           {"id", "members", "online"}
   GET    /groups                {"groups": [{"id", "members", "online"}, ...]}
   DELETE /groups/<id>           204
-  GET    /groups/<id>/targets   {"id", "targets": [{"member", "contacts": [...]}]}: the online
-                                members with their registered contacts (for mcptt-session)
+  GET    /groups/<id>/targets   {"id", "members", "targets": [{"member", "contacts": [...]}]}:
+                                the online members with their registered contacts (for
+                                mcptt-session)
 
 Errors are JSON {"error", "field"?, "function"} with 400 (bad input, naming the field), 404
 (unknown group), 405, 413.
@@ -227,8 +228,8 @@ def route(event):
         sync_presence(r, now_ms)
         members = load_group(r, gid)
         contacts = contacts_of(r, members, now_ms)
-        return {"id": gid, "targets": [{"member": m, "contacts": contacts[m]}
-                                       for m in members if m in contacts]}
+        return {"id": gid, "members": members,
+                "targets": [{"member": m, "contacts": contacts[m]} for m in members if m in contacts]}
     if method == "PUT":
         body = event["body"]
         if len(event["raw_body"]) > MAX_BODY:

@@ -53,6 +53,27 @@ pub fn runtime_env(spec: &FunctionSpec) -> Vec<String> {
     env
 }
 
+/// What every container the orchestrator starts gets: `network_mode`, memory without swap,
+/// a pids limit, a read-only root filesystem, no capabilities, `no-new-privileges`, an init
+/// process, and no restart by Docker (the orchestrator decides).
+pub fn hardened(network_mode: &str, memory: i64, pids: i64) -> HostConfig {
+    HostConfig {
+        memory: Some(memory),
+        memory_swap: Some(memory),
+        pids_limit: Some(pids),
+        readonly_rootfs: Some(true),
+        cap_drop: Some(vec!["ALL".to_string()]),
+        security_opt: Some(vec!["no-new-privileges:true".to_string()]),
+        init: Some(true),
+        network_mode: Some(network_mode.to_string()),
+        restart_policy: Some(RestartPolicy {
+            name: Some(RestartPolicyNameEnum::NO),
+            maximum_retry_count: None,
+        }),
+        ..Default::default()
+    }
+}
+
 impl Engine {
     /// Creates and starts one replica of `spec` from `image` (an image id, so that a rolling
     /// update never changes what an existing replica runs). `name` comes from
@@ -74,21 +95,9 @@ impl Engine {
         ]);
         let memory = i64::try_from(spec.limits.memory_bytes).unwrap_or(i64::MAX);
         let host_config = HostConfig {
-            memory: Some(memory),
-            memory_swap: Some(memory),
             nano_cpus: Some((spec.limits.cpus * 1e9) as i64),
-            pids_limit: Some(i64::from(spec.limits.pids)),
-            readonly_rootfs: Some(true),
             tmpfs: Some(HashMap::from([("/tmp".to_string(), TMPFS.to_string())])),
-            cap_drop: Some(vec!["ALL".to_string()]),
-            security_opt: Some(vec!["no-new-privileges:true".to_string()]),
-            init: Some(true),
-            network_mode: Some(self.network.clone()),
-            restart_policy: Some(RestartPolicy {
-                name: Some(RestartPolicyNameEnum::NO),
-                maximum_retry_count: None,
-            }),
-            ..Default::default()
+            ..hardened(&self.network, memory, i64::from(spec.limits.pids))
         };
         let body = ContainerCreateBody {
             image: Some(image.to_string()),

@@ -6,13 +6,13 @@
 
 use std::collections::HashMap;
 
-use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum};
+use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectNetworkOptions, ListContainersOptionsBuilder,
 };
 use sluice_common::LABEL_MANAGED;
 
-use super::container::FUNCTION_USER;
+use super::container::{hardened, FUNCTION_USER};
 use super::{ContainerState, Engine, LABEL_INSTANCE};
 use crate::error::{Error, Result};
 
@@ -107,22 +107,7 @@ impl Engine {
             (LABEL_INSTANCE.to_string(), self.instance.clone()),
             (LABEL_MDF_SLOT.to_string(), slot.to_string()),
         ]);
-        let memory: i64 = 512 << 20;
-        let host_config = HostConfig {
-            network_mode: Some("host".to_string()),
-            memory: Some(memory),
-            memory_swap: Some(memory),
-            pids_limit: Some(256),
-            readonly_rootfs: Some(true),
-            cap_drop: Some(vec!["ALL".to_string()]),
-            security_opt: Some(vec!["no-new-privileges:true".to_string()]),
-            init: Some(true),
-            restart_policy: Some(RestartPolicy {
-                name: Some(RestartPolicyNameEnum::NO),
-                maximum_retry_count: None,
-            }),
-            ..Default::default()
-        };
+        let host_config = hardened("host", 512 << 20, 256);
         let body = ContainerCreateBody {
             image: Some(image.to_string()),
             user: Some(FUNCTION_USER.to_string()),

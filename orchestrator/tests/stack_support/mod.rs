@@ -99,7 +99,7 @@ impl ComposeStack {
             autoscale,
             mdf,
             // Below the ephemeral range, a different 400-port block per stack.
-            mdf_port_base: 21000 + 400 * (suffix % 20) as u16,
+            mdf_port_base: 22000 + 400 * (suffix % 16) as u16,
             network: format!("{project}-net"),
             port: free_port(),
             sip_port: free_port(),

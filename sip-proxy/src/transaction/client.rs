@@ -72,6 +72,14 @@ impl Client {
         (c, out)
     }
 
+    /// No final response yet (a CANCEL would still act).
+    pub fn awaiting_final(&self) -> bool {
+        matches!(
+            self.state,
+            State::Calling | State::Trying | State::Proceeding
+        )
+    }
+
     pub fn on(&mut self, input: Input) -> Vec<Effect> {
         use Effect::*;
         let t = self.timers;
