@@ -6,7 +6,9 @@
 #   1. relay: SLUICE_BENCH_MDF_CALLS calls of 1 talker → 3 listeners, input rate ramp;
 #      the highest rate with 0 loss, and latency through the relay (p50/p99);
 #   2. the same for groups of 10 (1 → 9);
-#   3. scale: 500 calls of 4 members, the talker at 50 packets/s each: loss and CPU.
+#   3. scale: 500 calls of 4 members, the talker at 50 packets/s each: loss and CPU;
+#   4. group-call setup through the whole platform (scripts/bench-call-setup.sh: starts
+#      `make up` if needed): INVITE → 200 OK for groups of 3 and 10, warm and cold.
 # The relays run as shipped (the MDF with a worker per core, rtpengine with its default
 # threads). Prints a table, writes bench-results/mdf.csv and the "Group-call relay" section of
 # BENCHMARKS.md.
@@ -83,12 +85,21 @@ for target in mdf rtpengine; do
   run "$target" scale 500 3 25000 $((STEP * 2))
 done
 
+log "group-call setup on the running platform (scripts/bench-call-setup.sh)"
+scripts/bench-call-setup.sh >"$WORK/setup.txt" || die "the call-setup benchmark failed"
+cat "$WORK/setup.txt" >&2
+
 CORES=$(nproc)
 CSV=bench-results/mdf.csv
 mkdir -p bench-results
-python3 - "$WORK/results.jsonl" "$CSV" >"$WORK/table.md" <<'PY'
+python3 - "$WORK/results.jsonl" "$CSV" "$WORK/setup.txt" >"$WORK/table.md" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+setup = {}
+for line in open(sys.argv[3]):
+    parts = line.split()
+    if len(parts) == 4:
+        setup[parts[0]] = parts[1:]
 cols = ["case", "target", "sessions", "listeners", "rate_in", "achieved_in", "sent", "expected",
         "received", "loss", "out_pps", "p50_us", "p99_us", "cpu_pct"]
 with open(sys.argv[2], "w") as f:
@@ -127,6 +138,13 @@ for case in ["fanout3", "fanout9"]:
         ratio.append(f"{case}: {m['rate_in'] / e['rate_in']:.2f}×")
 print()
 print("MDF ÷ rtpengine, highest 0-loss rate: " + (", ".join(ratio) if ratio else "n/a") + ".")
+print()
+print("| call setup (INVITE → 200 OK at the originator, sipp) | p50 (ms) | p99 (ms) | calls |")
+print("|---|---|---|---|")
+for key, label in [("warm-3", "group of 3, warm handlers"), ("warm-10", "group of 10, warm handlers"),
+                   ("cold-3", "group of 3, every handler from zero"), ("cold-10", "group of 10, every handler from zero")]:
+    p50, p99, n = setup.get(key, ["-", "-", "0"])
+    print(f"| {label} | {p50} | {p99} | {n} |")
 PY
 TABLE=$(cat "$WORK/table.md")
 printf '\n%s\n\n' "$TABLE"
