@@ -182,7 +182,7 @@ fn parse_app(packet: &[u8]) -> Result<Message, Error> {
         sequence: None,
         message_type: None,
     };
-    let mut data = app.data();
+    let mut data = app_data(packet)?;
     while !data.is_empty() {
         // Trailing zero padding after the last field.
         if data.iter().all(|&b| b == 0) {
@@ -213,6 +213,23 @@ fn parse_app(packet: &[u8]) -> Result<Message, Error> {
         data = data.get(used..).unwrap_or(&[]);
     }
     Ok(m)
+}
+
+/// The application data of an APP packet, without its padding. rtcp-types' `App::data`
+/// trusts the padding count and panics when it reaches into the 12-byte header, so the
+/// bound is checked here.
+fn app_data(packet: &[u8]) -> Result<&[u8], Error> {
+    let padding = if packet[0] & 0x20 != 0 {
+        usize::from(*packet.last().ok_or(Error::NotRtcp)?)
+    } else {
+        0
+    };
+    packet
+        .len()
+        .checked_sub(padding)
+        .filter(|&end| end >= 12)
+        .and_then(|end| packet.get(12..end))
+        .ok_or(Error::BadField)
 }
 
 fn text(value: &[u8]) -> Result<String, Error> {
@@ -440,6 +457,12 @@ mod tests {
         let mut bad_field = client_message(Kind::Request, 1, None, false);
         bad_field[13] = 40; // field length beyond the packet
         assert_eq!(parse_datagram(&bad_field), Err(Error::BadField));
+        // Padding bit set with a count that reaches back into the header (found by the
+        // proptest below: the rtcp-types accessor panicked on it).
+        let mut padded = client_message(Kind::Request, 1, None, false);
+        padded[0] |= 0x20;
+        *padded.last_mut().unwrap() = 60;
+        assert_eq!(parse_datagram(&padded), Err(Error::BadField));
         let mut other = client_message(Kind::Request, 1, None, false);
         other[8..12].copy_from_slice(b"XXXX");
         assert_eq!(

@@ -388,7 +388,7 @@ impl Session {
                     t.too_large += 1;
                     continue;
                 }
-                if rtp_rs::RtpReader::new(&b.bufs[i][..b.lens[i]]).is_err() {
+                if !valid_rtp(&b.bufs[i][..b.lens[i]]) {
                     t.malformed_rtp += 1;
                     continue;
                 }
@@ -614,9 +614,44 @@ async fn serve_rtcp(session: Arc<Session>, leg: usize) {
     }
 }
 
+/// RTP the relay accepts: a well-formed header (version 2, CSRC list and extension
+/// inside the packet, padding not past the payload), checked by rtp-rs.
+fn valid_rtp(data: &[u8]) -> bool {
+    rtp_rs::RtpReader::new(data).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_are_valid_rtp_or_refused_cleanly(data in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let _ = valid_rtp(&data);
+        }
+
+        #[test]
+        fn mutated_rtp_is_valid_or_refused_cleanly(pos in 0usize..24, byte in proptest::num::u8::ANY, payload in 0usize..40) {
+            let mut p = vec![0x80, 96, 0, 1, 0, 0, 0, 160, 0, 0, 0, 7];
+            p.extend(std::iter::repeat_n(0xd5u8, payload));
+            let i = pos % p.len();
+            p[i] = byte;
+            let _ = valid_rtp(&p);
+        }
+    }
+
+    #[test]
+    fn rtp_validation_refuses_what_a_relay_must_not_forward() {
+        let good = [0x80u8, 96, 0, 1, 0, 0, 0, 160, 0, 0, 0, 7, 0xd5];
+        assert!(valid_rtp(&good));
+        assert!(!valid_rtp(&good[..11]), "shorter than the fixed header");
+        let mut v1 = good;
+        v1[0] = 0x40;
+        assert!(!valid_rtp(&v1), "version 1");
+        let mut csrc = good;
+        csrc[0] = 0x8f;
+        assert!(!valid_rtp(&csrc), "15 CSRCs announced, none there");
+    }
 
     #[test]
     fn latching_follows_the_sdp_address_by_default() {
