@@ -34,7 +34,7 @@ start_members() { # group size base
   local group=$1 size=$2 base=$3 members="\"sip:caller-$1@example.org\""
   for i in $(seq 1 $((size - 1))); do
     local user="$group-m$i" port=$((base + i)) rtp=$((41000 + 2 * (base - 5100 + i)))
-    (cd "$WORK" && sipp -sf "$SCEN/mcptt-member-answers.xml" -i 127.0.0.1 -p "$port" \
+    (cd "$WORK" && exec sipp -sf "$SCEN/mcptt-member-answers.xml" -i 127.0.0.1 -p "$port" \
       -key rtp_port "$rtp" -nostdin -timeout 3600s >/dev/null 2>&1) &
     PIDS+=($!)
     (cd "$WORK" && timeout 60 sipp -sf "$SCEN/mcptt-register.xml" -s "$user" -key contact_port "$port" \

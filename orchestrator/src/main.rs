@@ -303,8 +303,10 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
     let watcher = tokio::spawn(docker::events::watch(engine, ev_tx, stop.clone()));
     let router = tokio::spawn(sup.clone().route_events(ev_rx, cfg.resync_interval));
     let watch = tokio::spawn(reloader.clone().watch(stop.clone()));
+    let mut mdf_view = None;
     let pool = mdf_pool.map(|settings| {
         let pool = mdf::Pool::new(engine_for_pool.clone(), pool_http.clone(), settings);
+        mdf_view = Some(pool.subscribe());
         tokio::spawn(pool.run(stop.clone()))
     });
     let autoscaler = if cfg.autoscale {
@@ -318,6 +320,7 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
     let app = api::router(api::Api {
         sup: sup.clone(),
         reloader: Arc::clone(&reloader),
+        mdf: mdf_view,
     });
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
     tracing::info!(listen = %cfg.listen, "API listening");

@@ -4,7 +4,8 @@
 //! the Python `sip-message` handler, the `sip-register` registrar (RFC 3261 §10.3, digest
 //! authentication, scale from zero, retransmissions), the isolation of function state in
 //! Redis (`state-probe`, a test fixture), and group calls: the MCPTT group, media and session
-//! handlers with the orchestrator's MDF relay, sipp members, real RTP and floor control.
+//! handlers with the orchestrator's MDF relay, sipp members, real RTP and floor control, and
+//! the MDF pool's scaling and drain.
 
 mod stack_support;
 
@@ -94,15 +95,7 @@ mcptt-session:
 
 async fn sip_counters(s: &ComposeStack) -> serde_json::Value {
     let url = format!("http://127.0.0.1:{}/v1/stats", s.sip_admin_port);
-    let v: serde_json::Value = s
-        .http
-        .get(&url)
-        .send()
-        .await
-        .expect("sip-proxy stats")
-        .json()
-        .await
-        .expect("json");
+    let v: serde_json::Value = get_json(s, &url).await;
     v["counters"].clone()
 }
 
@@ -198,6 +191,7 @@ async fn sip_through_the_stack() {
     groups(&s, proxy).await;
     media(&s).await;
     group_call(&s, proxy).await;
+    mdf_pool(&s).await;
     digest(&s).await;
     state_isolation(&s).await;
 }
@@ -684,15 +678,7 @@ async fn media(s: &ComposeStack) {
         assert_eq!(&buf[..n], &pkt[..], "byte-identical");
         assert_eq!(from.port(), leg(1, "rtp_port"), "from bob's own relay port");
     }
-    let view: serde_json::Value = s
-        .http
-        .get(api("/sessions/call-m1"))
-        .send()
-        .await
-        .expect("GET")
-        .json()
-        .await
-        .expect("json");
+    let view: serde_json::Value = get_json(s, &api("/sessions/call-m1")).await;
     assert_eq!(view["stats"]["relayed_packets"], 20, "{view}");
     // The end: the relay frees the ports.
     let r = s
@@ -750,23 +736,7 @@ impl Member {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("start sipp");
-        let reg = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let port = reg.local_addr().expect("addr").port();
-        // Only this UAS is the member's contact (an earlier one of the test is gone).
-        let call = format!("reg-{user}-{sip_port}");
-        let (ok, _) = send_until_final(
-            &reg,
-            proxy,
-            &register(port, user, &call, 1, &["Contact: *", "Expires: 0"]),
-        );
-        assert_eq!(sip_status(&ok), 200, "{ok}");
-        let contact = format!("Contact: <sip:{user}@127.0.0.1:{sip_port}>");
-        let (ok, _) = send_until_final(
-            &reg,
-            proxy,
-            &register(port, user, &call, 2, &[&contact, "Expires: 600"]),
-        );
-        assert_eq!(sip_status(&ok), 200, "{ok}");
+        register_only_contact(proxy, user, sip_port);
         Member {
             aor: format!("sip:{user}@example.org"),
             rtp,
@@ -807,6 +777,168 @@ impl Member {
                 return buf[0] & 0x0f;
             }
         }
+    }
+}
+
+/// Makes `127.0.0.1:sip_port` the only contact of `user` at the registrar (an earlier one of
+/// the test is gone).
+fn register_only_contact(proxy: SocketAddr, user: &str, sip_port: u16) {
+    let reg = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let port = reg.local_addr().expect("addr").port();
+    let call = format!("reg-{user}-{sip_port}");
+    let (ok, _) = send_until_final(
+        &reg,
+        proxy,
+        &register(port, user, &call, 1, &["Contact: *", "Expires: 0"]),
+    );
+    assert_eq!(sip_status(&ok), 200, "{ok}");
+    let contact = format!("Contact: <sip:{user}@127.0.0.1:{sip_port}>");
+    let (ok, _) = send_until_final(
+        &reg,
+        proxy,
+        &register(port, user, &call, 2, &[&contact, "Expires: 600"]),
+    );
+    assert_eq!(sip_status(&ok), 200, "{ok}");
+}
+
+/// A member played by the test itself over a UDP socket (a real SIP UAS, registered like any
+/// phone), so that the test decides when it hangs up.
+struct UasMember {
+    aor: String,
+    user: String,
+    sip: UdpSocket,
+    rtp: UdpSocket,
+    _rtcp: UdpSocket,
+    /// The INVITE it answered (for the dialog's headers).
+    invite: String,
+    tag: String,
+}
+
+impl UasMember {
+    fn start(user: &str, proxy: SocketAddr) -> UasMember {
+        let sip = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        sip.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        register_only_contact(proxy, user, sip.local_addr().expect("addr").port());
+        let (rtp, rtcp) = rtp_pair();
+        UasMember {
+            aor: format!("sip:{user}@example.org"),
+            user: user.to_string(),
+            sip,
+            rtp,
+            _rtcp: rtcp,
+            invite: String::new(),
+            tag: format!("m{}", free_port()),
+        }
+    }
+
+    /// The next SIP request whose request line starts with `method`; retransmitted INVITEs
+    /// of an answered call get the 200 again, anything else is skipped.
+    fn recv_request(&self, s: &ComposeStack, method: &str) -> (String, SocketAddr) {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let (n, from) = self.sip.recv_from(&mut buf).unwrap_or_else(|e| {
+                panic!(
+                    "{} got no {method} ({e}); mcptt-session's log:\n{}",
+                    self.aor,
+                    function_logs(s, "mcptt-session")
+                )
+            });
+            let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if m.starts_with(&format!("{method} ")) {
+                return (m, from);
+            }
+            if m.starts_with("INVITE ") && !self.invite.is_empty() {
+                self.sip
+                    .send_to(self.ok(&m, true).as_bytes(), from)
+                    .expect("200 again");
+            }
+        }
+    }
+
+    /// A response to `req` (its Vias, From, To with our tag, Call-ID and CSeq), with SDP
+    /// pointing at our RTP socket when `sdp`.
+    fn ok(&self, req: &str, sdp: bool) -> String {
+        let mut m = String::from("SIP/2.0 200 OK\r\n");
+        for v in header_values(req, "Via") {
+            m.push_str(&format!("Via: {v}\r\n"));
+        }
+        let one = |name: &str| {
+            header_values(req, name)
+                .into_iter()
+                .next()
+                .unwrap_or_default()
+        };
+        let to = one("To");
+        let to = if to.contains("tag=") {
+            to
+        } else {
+            format!("{to};tag={}", self.tag)
+        };
+        m.push_str(&format!(
+            "From: {}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {}\r\n",
+            one("From"),
+            one("Call-ID"),
+            one("CSeq")
+        ));
+        if !sdp {
+            return m + "Content-Length: 0\r\n\r\n";
+        }
+        let port = self.rtp.local_addr().expect("addr").port();
+        let body = format!(
+            "v=0\r\no={} 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio {port} RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n",
+            self.user
+        );
+        let contact = format!(
+            "<sip:{}@{}>",
+            self.user,
+            self.sip.local_addr().expect("addr")
+        );
+        m + &format!(
+            "Contact: {contact}\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    /// Answers the group's INVITE with 200 and SDP, then waits for the ACK.
+    fn answer(&mut self, s: &ComposeStack) {
+        let (invite, from) = self.recv_request(s, "INVITE");
+        self.invite = invite;
+        self.sip
+            .send_to(self.ok(&self.invite, true).as_bytes(), from)
+            .expect("200");
+        self.recv_request(s, "ACK");
+    }
+
+    /// Sends BYE in its dialog (to the proxy) and waits for the 200.
+    fn hang_up(&self, s: &ComposeStack, proxy: SocketAddr) {
+        let one = |name: &str| {
+            header_values(&self.invite, name)
+                .into_iter()
+                .next()
+                .unwrap_or_default()
+        };
+        let target = one("Contact");
+        let target = target.trim_start_matches('<').trim_end_matches('>');
+        let bye = format!(
+            "BYE {target} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {};branch=z9hG4bKbye{}\r\n\
+             Max-Forwards: 70\r\n\
+             From: {};tag={}\r\n\
+             To: {}\r\n\
+             Call-ID: {}\r\n\
+             CSeq: 1 BYE\r\n\
+             Content-Length: 0\r\n\r\n",
+            self.sip.local_addr().expect("addr"),
+            self.tag,
+            one("To"),
+            self.tag,
+            one("From"),
+            one("Call-ID"),
+        );
+        self.sip.send_to(bye.as_bytes(), proxy).expect("BYE");
+        recv_status(s, &self.sip, "BYE", 200);
     }
 }
 
@@ -966,6 +1098,47 @@ fn function_logs(s: &ComposeStack, function: &str) -> String {
             .collect::<String>()
 }
 
+async fn get_json(s: &ComposeStack, url: &str) -> serde_json::Value {
+    s.http
+        .get(url)
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("json")
+}
+
+/// The To tag of a response.
+fn tag_of(resp: &str) -> String {
+    header_values(resp, "To")[0]
+        .rsplit("tag=")
+        .next()
+        .expect("to tag")
+        .to_string()
+}
+
+async fn put_group(s: &ComposeStack, members: &serde_json::Value) {
+    let r = s
+        .http
+        .put(s.url("/function/mcptt-group/groups/ptt"))
+        .json(members)
+        .send()
+        .await
+        .expect("PUT group");
+    assert_eq!(r.status(), 200);
+}
+
+async fn wait_session_gone(s: &ComposeStack, id: &str) {
+    wait_for("the relay session to end", Duration::from_secs(10), || {
+        let req = s
+            .http
+            .get(s.url(&format!("/function/mcptt-media/sessions/{id}")));
+        async move { (req.send().await.ok()?.status() == 404).then_some(()) }
+    })
+    .await;
+}
+
 fn sdp_audio_port(msg: &str) -> u16 {
     msg.lines()
         .find_map(|l| l.strip_prefix("m=audio "))
@@ -987,6 +1160,11 @@ async fn group_call(s: &ComposeStack, proxy: SocketAddr) {
         .set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
     let port = alice_sip.local_addr().expect("addr").port();
+    let to_proxy = |m: String| {
+        alice_sip
+            .send_to(m.as_bytes(), proxy)
+            .expect("send to the proxy");
+    };
     let (ok, _) = send_until_final(
         &alice_sip,
         proxy,
@@ -1005,52 +1183,22 @@ async fn group_call(s: &ComposeStack, proxy: SocketAddr) {
     let (a_rtp, a_rtcp) = rtp_pair();
     let members =
         serde_json::json!({"members": ["sip:alice@example.org", bob.aor, carol.aor, dave.aor]});
-    let r = s
-        .http
-        .put(s.url("/function/mcptt-group/groups/ptt"))
-        .json(&members)
-        .send()
-        .await
-        .expect("PUT group");
-    assert_eq!(r.status(), 200);
+    put_group(s, &members).await;
 
     // Alice calls the group (multipart body with mcptt-info): the proxy answers 100 Trying
     // at once, the first member's answer brings the 200 with her relay SDP.
-    alice_sip
-        .send_to(
-            invite(
-                port,
-                "gc-1",
-                "ptt",
-                a_rtp.local_addr().expect("addr").port(),
-            )
-            .as_bytes(),
-            proxy,
-        )
-        .expect("INVITE");
+    to_proxy(invite(
+        port,
+        "gc-1",
+        "ptt",
+        a_rtp.local_addr().expect("addr").port(),
+    ));
     recv_status(s, &alice_sip, "INVITE", 100);
     let ok = recv_status(s, &alice_sip, "INVITE", 200);
-    let to_tag = header_values(&ok, "To")[0]
-        .rsplit("tag=")
-        .next()
-        .expect("to tag")
-        .to_string();
-    alice_sip
-        .send_to(
-            in_dialog("ACK", port, "gc-1", "ptt", &to_tag, 1, "ack1").as_bytes(),
-            proxy,
-        )
-        .expect("ACK");
+    let to_tag = tag_of(&ok);
+    to_proxy(in_dialog("ACK", port, "gc-1", "ptt", &to_tag, 1, "ack1"));
     let relay = SocketAddr::from(([127, 0, 0, 1], sdp_audio_port(&ok)));
-    let view: serde_json::Value = s
-        .http
-        .get(s.url("/function/mcptt-media/sessions/gc-1"))
-        .send()
-        .await
-        .expect("GET")
-        .json()
-        .await
-        .expect("json");
+    let view: serde_json::Value = get_json(s, &s.url("/function/mcptt-media/sessions/gc-1")).await;
     let relay_of = |aor: &str| {
         let leg = view["legs"]
             .as_array()
@@ -1181,47 +1329,269 @@ async fn group_call(s: &ComposeStack, proxy: SocketAddr) {
         "dave's INVITE was cancelled and ended with 487"
     );
     // Alice hangs up: bob and carol get BYE (sipp answers 200), the relay frees its ports.
-    alice_sip
-        .send_to(
-            in_dialog("BYE", port, "gc-1", "ptt", &to_tag, 2, "bye1").as_bytes(),
-            proxy,
-        )
-        .expect("BYE");
+    to_proxy(in_dialog("BYE", port, "gc-1", "ptt", &to_tag, 2, "bye1"));
     recv_status(s, &alice_sip, "BYE", 200);
     assert_eq!(bob.finish(), 0, "bob saw INVITE, ACK and BYE");
     assert_eq!(carol.finish(), 0, "carol saw INVITE, ACK and BYE");
-    wait_for("the relay session to end", Duration::from_secs(10), || {
-        let req = s.http.get(s.url("/function/mcptt-media/sessions/gc-1"));
-        async move { (req.send().await.ok()?.status() == 404).then_some(()) }
-    })
-    .await;
+    wait_session_gone(s, "gc-1").await;
     UdpSocket::bind(relay).expect("alice's relay port is free again");
 
     // CANCEL before any answer: 487 to alice, and the forks are cancelled.
     let mut bob = Member::start("bob", "mcptt-member-rings.xml", proxy);
     let mut carol = Member::start("carol", "mcptt-member-rings.xml", proxy);
-    alice_sip
-        .send_to(
-            invite(
-                port,
-                "gc-2",
-                "ptt",
-                a_rtp.local_addr().expect("addr").port(),
-            )
-            .as_bytes(),
-            proxy,
-        )
-        .expect("INVITE");
+    to_proxy(invite(
+        port,
+        "gc-2",
+        "ptt",
+        a_rtp.local_addr().expect("addr").port(),
+    ));
     recv_status(s, &alice_sip, "INVITE", 180);
-    alice_sip
-        .send_to(
-            in_dialog("CANCEL", port, "gc-2", "ptt", "", 1, "gc-2").as_bytes(),
-            proxy,
-        )
-        .expect("CANCEL");
-    recv_status(s, &alice_sip, "INVITE", 487);
+    to_proxy(in_dialog("CANCEL", port, "gc-2", "ptt", "", 1, "gc-2"));
+    let cancelled = recv_status(s, &alice_sip, "INVITE", 487);
+    // The 487 is ACKed in the INVITE's transaction (its branch), or the proxy resends it.
+    let tag = tag_of(&cancelled);
+    to_proxy(in_dialog("ACK", port, "gc-2", "ptt", &tag, 1, "gc-2"));
     assert_eq!(bob.finish(), 0, "bob's fork was cancelled");
     assert_eq!(carol.finish(), 0, "carol's fork was cancelled");
+
+    // Members hang up: a member's BYE ends that leg only; the last one leaving ends the call,
+    // and alice gets BYE from the group. (Dave is left out of the group this time.)
+    let mut bob = UasMember::start("bob", proxy);
+    let mut carol = UasMember::start("carol", proxy);
+    let members = serde_json::json!({"members": ["sip:alice@example.org", bob.aor, carol.aor]});
+    put_group(s, &members).await;
+    let a_port = a_rtp.local_addr().expect("addr").port();
+    to_proxy(invite(port, "gc-3", "ptt", a_port));
+    bob.answer(s);
+    carol.answer(s);
+    let ok = recv_status(s, &alice_sip, "INVITE", 200);
+    let to_tag = tag_of(&ok);
+    to_proxy(in_dialog("ACK", port, "gc-3", "ptt", &to_tag, 1, "ack3"));
+    let relay = SocketAddr::from(([127, 0, 0, 1], sdp_audio_port(&ok)));
+    let legs = |s: &ComposeStack| {
+        let req = s.http.get(s.url("/function/mcptt-media/sessions/gc-3"));
+        async move {
+            let v: serde_json::Value = req.send().await.ok()?.json().await.ok()?;
+            let mut ids: Vec<String> = v["legs"]
+                .as_array()?
+                .iter()
+                .filter(|l| !l["remote_rtp"].is_null() && l["active"] == true)
+                .filter_map(|l| l["id"].as_str().map(str::to_string))
+                .collect();
+            ids.sort();
+            Some(ids)
+        }
+    };
+    let all = vec![
+        "sip:alice@example.org".to_string(),
+        bob.aor.clone(),
+        carol.aor.clone(),
+    ];
+    wait_for("bob and carol to join", Duration::from_secs(20), || {
+        let want = all.clone();
+        async move { legs(s).await.filter(|l| *l == want) }
+    })
+    .await;
+    carol.hang_up(s, proxy);
+    wait_for("carol's leg to end", Duration::from_secs(20), || {
+        let want = vec!["sip:alice@example.org".to_string(), bob.aor.clone()];
+        async move { legs(s).await.filter(|l| *l == want) }
+    })
+    .await;
+    let p = rtp_packet(0xa3, 7);
+    a_rtp.send_to(&p, relay).expect("RTP");
+    let mut buf = [0u8; 2048];
+    let (n, _) = bob.rtp.recv_from(&mut buf).expect("alice's RTP at bob");
+    assert_eq!(
+        &buf[..n],
+        &p[..],
+        "the call goes on for bob after carol left"
+    );
+    bob.hang_up(s, proxy);
+    // Bob was the last member: alice gets BYE in her dialog (From the group, her Call-ID).
+    let mut buf = vec![0u8; 65536];
+    let bye = loop {
+        let (n, from) = alice_sip.recv_from(&mut buf).unwrap_or_else(|e| {
+            panic!(
+                "alice got no BYE ({e}); mcptt-session's log:\n{}",
+                function_logs(s, "mcptt-session")
+            )
+        });
+        let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if m.starts_with("BYE ") {
+            break (m, from);
+        }
+    };
+    assert_eq!(header_values(&bye.0, "Call-ID"), ["gc-3"], "{}", bye.0);
+    assert!(
+        header_values(&bye.0, "From")[0].contains(&format!("tag={to_tag}")),
+        "in alice's dialog: {}",
+        bye.0
+    );
+    let mut answer = String::from("SIP/2.0 200 OK\r\n");
+    for h in ["Via", "From", "To", "Call-ID", "CSeq"] {
+        for v in header_values(&bye.0, h) {
+            answer.push_str(&format!("{h}: {v}\r\n"));
+        }
+    }
+    answer.push_str("Content-Length: 0\r\n\r\n");
+    alice_sip
+        .send_to(answer.as_bytes(), bye.1)
+        .expect("200 to BYE");
+    wait_session_gone(s, "gc-3").await;
+    UdpSocket::bind(relay).expect("alice's relay port is free again");
+}
+
+/// The MDF pool (instances of 4 sessions in this stack, 2 s quiet time before a drain), seen
+/// through `GET /system/mdf`: a new instance near capacity, a drain that cuts no call, and the
+/// drained instance removed once its last call ends.
+async fn mdf_pool(s: &ComposeStack) {
+    let api = |path: &str| s.url(&format!("/function/mcptt-media{path}"));
+    let pool_url = s.url("/system/mdf");
+    let pool = || get_json(s, &pool_url);
+    let states = |v: &serde_json::Value| -> Vec<(u64, String, u64)> {
+        v["instances"]
+            .as_array()
+            .expect("instances")
+            .iter()
+            .map(|i| {
+                (
+                    i["slot"].as_u64().expect("slot"),
+                    i["state"].as_str().expect("state").to_string(),
+                    i["sessions"].as_u64().expect("sessions"),
+                )
+            })
+            .collect()
+    };
+    let v = pool().await;
+    assert_eq!(
+        states(&v),
+        [(0, "active".to_string(), 0)],
+        "one idle instance at the pool's minimum: {v}"
+    );
+    assert_eq!(v["instances"][0]["capacity"], 4, "{v}");
+    // Each session: alice (holder, SDP at her sockets) and bob.
+    let (a_rtp, a_rtcp) = rtp_pair();
+    let (b_rtp, b_rtcp) = rtp_pair();
+    let sdp = |rtp: &UdpSocket| {
+        format!(
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio {} RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n",
+            rtp.local_addr().expect("addr").port()
+        )
+    };
+    let create = |id: String| {
+        let body = serde_json::json!({
+            "id": id,
+            "sdp": sdp(&a_rtp),
+            "floor": "sip:alice@example.org",
+            "legs": [
+                {"id": "sip:alice@example.org", "sdp": sdp(&a_rtp)},
+                {"id": "sip:bob@example.org", "sdp": sdp(&b_rtp)},
+            ],
+        });
+        let req = s.http.post(api("/sessions")).json(&body);
+        async move {
+            let r = req.send().await.expect("POST session");
+            assert_eq!(r.status(), 201, "{id}");
+            r.json::<serde_json::Value>().await.expect("json")
+        }
+    };
+    let delete = |id: &str| {
+        let req = s.http.delete(api(&format!("/sessions/{id}")));
+        async move {
+            assert_eq!(req.send().await.expect("DELETE").status(), 200);
+        }
+    };
+    // Four calls fill the instance: the pool launches a second one.
+    for i in 1..=4 {
+        create(format!("pool-{i}")).await;
+    }
+    wait_for(
+        "a second MDF instance to take sessions",
+        Duration::from_secs(60),
+        || async {
+            let v = pool().await;
+            (states(&v)
+                .iter()
+                .any(|(slot, st, _)| *slot == 1 && st == "active"))
+            .then_some(())
+        },
+    )
+    .await;
+    let v = pool().await;
+    let (min1, max1) = (
+        v["instances"][1]["port_min"].as_u64().expect("port"),
+        v["instances"][1]["port_max"].as_u64().expect("port"),
+    );
+    // The fifth call goes to the new, least loaded instance (its own port range).
+    let fifth = create("pool-5".to_string()).await;
+    let port = |c: &serde_json::Value, i: usize| c["legs"][i]["rtp_port"].as_u64().expect("port");
+    assert!(
+        (min1..=max1).contains(&port(&fifth, 0)),
+        "pool-5 on slot 1 ({min1}–{max1}): {fifth}"
+    );
+    let relay_a = SocketAddr::from(([127, 0, 0, 1], port(&fifth, 0) as u16));
+    let relays = |seq: u16| {
+        let p = rtp_packet(0xf5, seq);
+        a_rtp.send_to(&p, relay_a).expect("RTP");
+        let mut buf = [0u8; 2048];
+        let (n, _) = b_rtp.recv_from(&mut buf).expect("alice's RTP at bob");
+        assert_eq!(&buf[..n], &p[..], "relayed");
+    };
+    relays(1);
+    // The first four end: one instance is enough again. After the quiet time the highest
+    // slot drains although it holds pool-5, which goes on relaying until it ends.
+    for i in 1..=4 {
+        delete(&format!("pool-{i}")).await;
+    }
+    wait_for(
+        "slot 1 to drain with its call",
+        Duration::from_secs(30),
+        || async {
+            let v = pool().await;
+            (states(&v) == [(0, "active".to_string(), 0), (1, "draining".to_string(), 1)])
+                .then_some(())
+        },
+    )
+    .await;
+    for seq in 2..20 {
+        relays(seq);
+    }
+    // New calls go to the active instance only.
+    let sixth = create("pool-6".to_string()).await;
+    assert!(
+        !(min1..=max1).contains(&port(&sixth, 0)),
+        "pool-6 not on the draining slot: {sixth}"
+    );
+    delete("pool-6").await;
+    delete("pool-5").await;
+    wait_for(
+        "the drained instance to be removed",
+        Duration::from_secs(30),
+        || async {
+            let v = pool().await;
+            (states(&v) == [(0, "active".to_string(), 0)]).then_some(())
+        },
+    )
+    .await;
+    wait_for(
+        "the drained container to be gone",
+        Duration::from_secs(30),
+        || async {
+            let ids = docker(&[
+                "ps",
+                "-aq",
+                "--filter",
+                &format!("label=sluice.instance={}", s.project),
+                "--filter",
+                "label=sluice.mdf-slot",
+            ]);
+            (ids.lines().count() == 1).then_some(())
+        },
+    )
+    .await;
+    drop((a_rtcp, b_rtcp));
 }
 
 fn sha256_hex(s: &str) -> String {

@@ -179,20 +179,30 @@ def instances():
 
 
 def choose_and_create(body):
+    """Creates the session on the least loaded instance. When every instance of the cached
+    list is full or draining, the list is read again at once (the pool may just have
+    launched one) and the instances not tried yet are tried."""
     last = "no MDF instance is running"
-    for url in instances():
-        try:
-            status, s = mdf_call(url, "POST", "/v1/sessions", body)
-        except (OSError, ValueError) as e:
-            last = "%s: %s" % (url, e)
-            continue
-        if status == 201:
-            return url, s
-        if status == 503:
-            last = "%s: %s" % (url, (s or {}).get("error"))
-            _status["at"] = 0.0  # full or draining: look again next time
-            continue
-        raise Failure(502 if status >= 500 else status, "MDF: %s" % (s or {}).get("error"), (s or {}).get("field"))
+    tried = set()
+    for fresh in (False, True):
+        if fresh:
+            _status["at"] = 0.0
+        for url in instances():
+            if url in tried:
+                continue
+            tried.add(url)
+            try:
+                status, s = mdf_call(url, "POST", "/v1/sessions", body)
+            except (OSError, ValueError) as e:
+                last = "%s: %s" % (url, e)
+                continue
+            if status == 201:
+                return url, s
+            if status == 503:
+                last = "%s: %s" % (url, (s or {}).get("error"))
+                continue
+            raise Failure(502 if status >= 500 else status, "MDF: %s" % (s or {}).get("error"),
+                          (s or {}).get("field"))
     raise Failure(503, "no MDF instance can take the session (%s)" % last)
 
 

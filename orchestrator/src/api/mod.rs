@@ -22,6 +22,8 @@ use crate::state::Source;
 pub struct Api {
     pub sup: Arc<Supervisor>,
     pub reloader: Arc<Reloader>,
+    /// The MDF pool as last observed (None: no pool).
+    pub mdf: Option<tokio::sync::watch::Receiver<crate::mdf::PoolView>>,
 }
 
 pub fn router(api: Api) -> Router {
@@ -37,6 +39,7 @@ pub fn router(api: Api) -> Router {
         .route("/system/wake/{name}", post(wake))
         .route("/system/registry", get(registry_status))
         .route("/system/registry/reload", post(reload))
+        .route("/system/mdf", get(mdf_pool))
         .with_state(api)
 }
 
@@ -332,6 +335,18 @@ async fn wake(State(api): State<Api>, Path(name): Path<String>) -> Result<Respon
         Json(json!({ "function": name, "replicas": desired })),
     )
         .into_response())
+}
+
+async fn mdf_pool(State(api): State<Api>) -> Response {
+    match &api.mdf {
+        Some(view) => Json(json!(*view.borrow())).into_response(),
+        None => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no MDF pool (SLUICE_MDF_POOL_MAX is 0)",
+            None,
+        )
+        .into_response(),
+    }
 }
 
 async fn registry_status(State(api): State<Api>) -> Json<Value> {

@@ -9,6 +9,8 @@ pub mod policy;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use serde::Serialize;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::docker::mdf::MdfContainer;
@@ -47,11 +49,19 @@ impl PoolSettings {
         ]
     }
 
-    fn instance_env(&self, name: &str, slot: u16) -> Vec<String> {
+    /// The media port range of a slot.
+    fn ports(&self, slot: u16) -> (u16, u16) {
         let min = self
             .port_base
             .saturating_add(slot.saturating_mul(self.ports_per_instance));
-        let max = min.saturating_add(self.ports_per_instance.saturating_sub(1));
+        (
+            min,
+            min.saturating_add(self.ports_per_instance.saturating_sub(1)),
+        )
+    }
+
+    fn instance_env(&self, name: &str, slot: u16) -> Vec<String> {
+        let (min, max) = self.ports(slot);
         vec![
             format!(
                 "SLUICE_MDF_CONTROL_LISTEN={}:{}",
@@ -70,8 +80,30 @@ impl PoolSettings {
     }
 }
 
+/// What `GET /system/mdf` shows: the pool's settings and its instances as last observed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PoolView {
+    pub min: u16,
+    pub max: u16,
+    pub advertise: String,
+    pub instances: Vec<InstanceView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InstanceView {
+    pub slot: u16,
+    pub container: String,
+    /// `starting` (running, not answering yet), `active` or `draining`.
+    pub state: &'static str,
+    pub sessions: u32,
+    pub capacity: u32,
+    pub port_min: u16,
+    pub port_max: u16,
+}
+
 pub struct Pool {
     engine: Engine,
+    view: watch::Sender<PoolView>,
     http: reqwest::Client,
     settings: PoolSettings,
     policy: Policy,
@@ -81,13 +113,62 @@ pub struct Pool {
 
 impl Pool {
     pub fn new(engine: Engine, http: reqwest::Client, settings: PoolSettings) -> Pool {
+        let (view, _) = watch::channel(PoolView {
+            min: settings.policy.min,
+            max: settings.policy.max,
+            advertise: settings.advertise.clone(),
+            instances: Vec::new(),
+        });
         Pool {
             engine,
+            view,
             http,
             settings,
             policy: Policy::default(),
             silent_since: HashMap::new(),
         }
+    }
+
+    /// The pool as last observed, for the API.
+    pub fn subscribe(&self) -> watch::Receiver<PoolView> {
+        self.view.subscribe()
+    }
+
+    fn publish(&self, containers: &[MdfContainer], obs: &Observation) {
+        let name = |slot: u16| {
+            containers
+                .iter()
+                .find(|c| c.slot == slot)
+                .map(|c| c.name.clone())
+                .unwrap_or_default()
+        };
+        let mut instances: Vec<InstanceView> = obs
+            .instances
+            .iter()
+            .map(|i| {
+                (
+                    i.slot,
+                    if i.draining { "draining" } else { "active" },
+                    i.sessions,
+                    i.capacity,
+                )
+            })
+            .chain(obs.starting.iter().map(|&slot| (slot, "starting", 0, 0)))
+            .map(|(slot, state, sessions, capacity)| {
+                let (port_min, port_max) = self.settings.ports(slot);
+                InstanceView {
+                    slot,
+                    container: name(slot),
+                    state,
+                    sessions,
+                    capacity,
+                    port_min,
+                    port_max,
+                }
+            })
+            .collect();
+        instances.sort_by_key(|i| i.slot);
+        self.view.send_modify(|v| v.instances = instances);
     }
 
     fn url(&self, slot: u16, path: &str) -> String {
@@ -178,6 +259,7 @@ impl Pool {
             self.engine.remove(&c.id).await?;
         }
         let obs = self.observe(&containers, now).await;
+        self.publish(&containers, &obs);
         for action in self.policy.decide(&self.settings.policy, &obs, now) {
             match action {
                 Action::Launch(slot) => {

@@ -160,6 +160,9 @@ impl ComposeStack {
             .env("SLUICE_MDF_POOL_MAX", if self.mdf { "2" } else { "0" })
             .env("SLUICE_MDF_PORT_BASE", self.mdf_port_base.to_string())
             .env("SLUICE_MDF_PORTS_PER_INSTANCE", "200")
+            // Small instances and a short quiet time, so the pool's scaling shows in a test.
+            .env("SLUICE_MDF_MAX_SESSIONS", "4")
+            .env("SLUICE_MDF_SCALE_DOWN_AFTER", "2s")
             .output()
             .expect("compose")
     }
