@@ -11,4 +11,5 @@ pub mod mcptt;
 pub mod ports;
 pub mod relay;
 pub mod session;
+pub mod shards;
 pub mod stats;

@@ -7,7 +7,8 @@
 //!
 //! ```text
 //! control API (axum) ─▶ relay (sessions, ports, capacity, drain)
-//!                              │ per session: legs (RTP/RTCP pair each), floor, counters
+//!                              │ per session: legs (RTP/RTCP pair each), floor, counters,
+//!                              │ placed on one relay thread (shards: a runtime per core)
 //!                              ▼
 //! RTP  ─recvmmsg─▶ session (validate, latch, floor holder?) ─sendmmsg─▶ every other leg
 //! RTCP ──────────▶ mcptt (MCPT APP) ─▶ floor (pure decide) ─▶ Granted/Deny/Taken/Idle/Revoke
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use clap::Parser;
 
 use mdf::config::Config;
-use mdf::{api, ports, relay};
+use mdf::{api, ports, relay, shards};
 
 fn main() -> ExitCode {
     let control = std::env::var("SLUICE_MDF_CONTROL_LISTEN")
@@ -46,8 +47,8 @@ fn main() -> ExitCode {
     } else {
         cfg.threads
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
+    // The control API and the talk-time ticker on this thread; relaying on the shards'.
+    let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -57,7 +58,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(serve(cfg, token)) {
+    let shards = match shards::Shards::start(threads) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the relay threads");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(serve(cfg, token, shards)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "mdf failed");
@@ -66,11 +74,12 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(cfg: Config, token: Option<String>) -> Result<(), String> {
+async fn serve(cfg: Config, token: Option<String>, shards: shards::Shards) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(cfg.control_listen)
         .await
         .map_err(|e| format!("control {}: {e}", cfg.control_listen))?;
     let ports = ports::Ports::new(cfg.media_ip, cfg.port_min, cfg.port_max);
+    let threads = shards.len();
     let relay = Arc::new(relay::Relay::new(
         relay::Settings {
             instance: cfg.instance(),
@@ -81,10 +90,11 @@ async fn serve(cfg: Config, token: Option<String>) -> Result<(), String> {
             latch: cfg.latch,
         },
         ports,
+        shards,
     ));
     tracing::info!(control = %cfg.control_listen, media_ip = %cfg.media_ip,
         advertise = %cfg.advertise(), ports = %format!("{}-{}", cfg.port_min, cfg.port_max),
-        max_sessions = cfg.max_sessions, latch = ?cfg.latch, token = token.is_some(),
+        max_sessions = cfg.max_sessions, latch = ?cfg.latch, token = token.is_some(), threads,
         "mdf listening");
     let stop = sluice_common::shutdown::token();
     let ticker = tokio::spawn(relay.clone().run_ticker(stop.clone()));
@@ -99,6 +109,7 @@ async fn serve(cfg: Config, token: Option<String>) -> Result<(), String> {
     let _ = ticker.await;
     let sessions = relay.session_count();
     relay.close_all().await;
+    relay.stop_threads();
     tracing::info!(sessions, "stopped");
     Ok(())
 }

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::Error;
 use crate::ports::Ports;
 use crate::session::{Latch, Session, SessionSpec, StartError};
+use crate::shards::Shards;
 use crate::stats::Counters;
 
 #[derive(Debug, Clone)]
@@ -27,16 +28,18 @@ pub struct Settings {
 pub struct Relay {
     pub settings: Settings,
     ports: Ports,
+    shards: Shards,
     sessions: RwLock<HashMap<String, Arc<Session>>>,
     pub totals: Arc<Counters>,
     draining: AtomicBool,
 }
 
 impl Relay {
-    pub fn new(settings: Settings, ports: Ports) -> Relay {
+    pub fn new(settings: Settings, ports: Ports, shards: Shards) -> Relay {
         Relay {
             settings,
             ports,
+            shards,
             sessions: RwLock::new(HashMap::new()),
             totals: Arc::new(Counters::default()),
             draining: AtomicBool::new(false),
@@ -95,8 +98,15 @@ impl Relay {
         }
         let id = spec.id.clone();
         let legs = spec.legs.len();
-        let session = Session::start(spec, &self.ports, self.totals.clone(), self.settings.latch)
-            .map_err(|e| match e {
+        let shard = self.shards.place().ok_or(Error::Internal)?;
+        let session = Session::start(
+            spec,
+            &self.ports,
+            self.totals.clone(),
+            self.settings.latch,
+            shard,
+        )
+        .map_err(|e| match e {
             StartError::NoPorts => Error::NoCapacity("ports"),
             StartError::Io(e) => Error::Io(e),
         })?;
@@ -158,5 +168,10 @@ impl Relay {
         for id in ids {
             let _ = self.remove(&id).await;
         }
+    }
+
+    /// Stops the relay threads (blocks until they end; after [`Relay::close_all`]).
+    pub fn stop_threads(&self) {
+        self.shards.shutdown();
     }
 }

@@ -28,6 +28,7 @@ use crate::floor::{self, Change, Event, Floor};
 use crate::io::{self, Batch};
 use crate::mcptt::{self, Kind, Outgoing};
 use crate::ports::Ports;
+use crate::shards::Placement;
 use crate::stats::{Counters, Tally};
 
 /// How a leg's media source is learned.
@@ -129,6 +130,8 @@ pub struct Session {
     floor_changes: AtomicU64,
     stop: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// The relay thread serving this session's sockets.
+    _shard: Placement,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -140,13 +143,15 @@ pub enum StartError {
 }
 
 impl Session {
-    /// Binds a port pair per leg and starts serving them. Must run inside the runtime.
+    /// Binds a port pair per leg and starts serving them on the `shard`'s thread.
     pub fn start(
         spec: SessionSpec,
         ports: &Ports,
         totals: Arc<Counters>,
         latch: Latch,
+        shard: Placement,
     ) -> Result<Arc<Session>, StartError> {
+        let rt = shard.handle.clone();
         let mut legs = Vec::with_capacity(spec.legs.len());
         let release = |legs: &[LegIo]| {
             for l in legs {
@@ -161,6 +166,8 @@ impl Session {
             let port = pair.rtp_port;
             let socket = |s: std::net::UdpSocket| -> std::io::Result<Arc<UdpSocket>> {
                 s.set_nonblocking(true)?;
+                // Registered with the shard's reactor.
+                let _in = rt.enter();
                 Ok(Arc::new(UdpSocket::from_std(s)?))
             };
             match (socket(pair.rtp), socket(pair.rtcp)) {
@@ -203,11 +210,12 @@ impl Session {
             floor_changes: AtomicU64::new(0),
             stop: CancellationToken::new(),
             tasks: Mutex::new(Vec::new()),
+            _shard: shard,
         });
         let mut tasks = Vec::with_capacity(session.legs.len() * 2);
         for i in 0..session.legs.len() {
-            tasks.push(tokio::spawn(serve_rtp(session.clone(), i)));
-            tasks.push(tokio::spawn(serve_rtcp(session.clone(), i)));
+            tasks.push(rt.spawn(serve_rtp(session.clone(), i)));
+            tasks.push(rt.spawn(serve_rtcp(session.clone(), i)));
         }
         if let Ok(mut t) = session.tasks.lock() {
             *t = tasks;

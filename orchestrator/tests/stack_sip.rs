@@ -1463,12 +1463,17 @@ async fn mdf_pool(s: &ComposeStack) {
             })
             .collect()
     };
-    let v = pool().await;
-    assert_eq!(
-        states(&v),
-        [(0, "active".to_string(), 0)],
-        "one idle instance at the pool's minimum: {v}"
-    );
+    // The view is the pool's observation of the last second: the previous call's end shows
+    // within a tick.
+    let v = wait_for(
+        "one idle instance at the pool's minimum",
+        Duration::from_secs(10),
+        || async {
+            let v = pool().await;
+            (states(&v) == [(0, "active".to_string(), 0)]).then_some(v)
+        },
+    )
+    .await;
     assert_eq!(v["instances"][0]["capacity"], 4, "{v}");
     // Each session: alice (holder, SDP at her sockets) and bob.
     let (a_rtp, a_rtcp) = rtp_pair();
