@@ -147,7 +147,7 @@ for key, label in [("warm-3", "group of 3, warm handlers"), ("warm-10", "group o
 PY
 TABLE=$(cat "$WORK/table.md")
 printf '\n%s\n\n' "$TABLE"
-NOTE="Both relays on the same loopback port range ($PORT_MIN–$PORT_MAX), one after the other, driven by \`tools/relay-bench\` on the same machine (its sender and receivers share the $CORES cores). A rate passes when every listener got every packet. Latency is send → receive through the relay, on loopback. CPU is the relay process's, from /proc (100 % = one core)."
+NOTE="Both relays on the same loopback port range ($PORT_MIN–$PORT_MAX), case by case in turn (MDF, then rtpengine), driven by \`tools/relay-bench\` on the same machine (its sender and receivers share the $CORES cores with the relay), ${STEP} s per rate after a 2 s warm-up of new sessions. A rate passes when every listener got every packet. Latency is send → receive through the relay, on loopback. CPU is the relay process's, from /proc (100 % = one core). Call setup runs on \`make up\`'s platform: sipp members answer at once, so it is the platform's own time (proxy, the three handlers, the relay)."
 SECTION=$(printf '<!-- bench-mdf:start -->\n## Group-call relay (`make bench-mdf`, %s, %s cores)\n\n%s\n\n%s\n<!-- bench-mdf:end -->' "$(date -u +%Y-%m-%d)" "$CORES" "$NOTE" "$TABLE")
 python3 - "$SECTION" <<'PY'
 import re, sys
