@@ -65,19 +65,23 @@ async fn statsd_reports_active_pending_totals_and_latency_per_function() {
             client().get(&url).send().await.map(|r| r.status().as_u16())
         }));
     }
-    let lines = collect_until(&sock, "active 1 and pending 1", |l| {
-        l.iter()
-            .any(|x| x == &format!("cluster.fn1.upstream_rq_active:1|g{tag}"))
-            && l.iter()
-                .any(|x| x == &format!("cluster.fn1.upstream_rq_pending_active:1|g{tag}"))
-    })
+    // A flush's lines go through a queue to a sender thread that packs them into datagrams:
+    // the per-endpoint gauge may arrive in a later datagram than the cluster's. Waiting for
+    // all three is the assertion (collect_until fails at its deadline).
+    collect_until(
+        &sock,
+        "active 1 and pending 1, and the per-endpoint gauge",
+        |l| {
+            l.iter()
+                .any(|x| x == &format!("cluster.fn1.upstream_rq_active:1|g{tag}"))
+                && l.iter()
+                    .any(|x| x == &format!("cluster.fn1.upstream_rq_pending_active:1|g{tag}"))
+                && l.iter().any(|x| {
+                    x.starts_with("cluster.fn1.endpoint.") && x.contains(".upstream_rq_active:1|g")
+                })
+        },
+    )
     .await;
-    assert!(
-        lines.iter().any(
-            |l| l.starts_with("cluster.fn1.endpoint.") && l.contains(".upstream_rq_active:1|g")
-        ),
-        "per-endpoint gauge: {lines:#?}"
-    );
     for c in calls {
         assert_eq!(c.await.expect("task").expect("call"), 200);
     }
