@@ -622,16 +622,8 @@ async fn media(s: &ComposeStack) {
         },
     )
     .await;
-    let mdf_containers = docker(&[
-        "ps",
-        "-q",
-        "--filter",
-        &format!("label=sluice.instance={}", s.project),
-        "--filter",
-        "label=sluice.mdf-slot",
-    ]);
     assert_eq!(
-        mdf_containers.lines().count(),
+        mdf_containers(s, false),
         1,
         "one MDF instance, launched by the orchestrator"
     );
@@ -850,40 +842,15 @@ impl UasMember {
             }
             if m.starts_with("INVITE ") && !self.invite.is_empty() {
                 self.sip
-                    .send_to(self.ok(&m, true).as_bytes(), from)
+                    .send_to(self.ok(&m).as_bytes(), from)
                     .expect("200 again");
             }
         }
     }
 
-    /// A response to `req` (its Vias, From, To with our tag, Call-ID and CSeq), with SDP
-    /// pointing at our RTP socket when `sdp`.
-    fn ok(&self, req: &str, sdp: bool) -> String {
-        let mut m = String::from("SIP/2.0 200 OK\r\n");
-        for v in header_values(req, "Via") {
-            m.push_str(&format!("Via: {v}\r\n"));
-        }
-        let one = |name: &str| {
-            header_values(req, name)
-                .into_iter()
-                .next()
-                .unwrap_or_default()
-        };
-        let to = one("To");
-        let to = if to.contains("tag=") {
-            to
-        } else {
-            format!("{to};tag={}", self.tag)
-        };
-        m.push_str(&format!(
-            "From: {}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {}\r\n",
-            one("From"),
-            one("Call-ID"),
-            one("CSeq")
-        ));
-        if !sdp {
-            return m + "Content-Length: 0\r\n\r\n";
-        }
+    /// A 200 to the INVITE `req` (see [`response_200`]), with SDP pointing at our RTP socket.
+    fn ok(&self, req: &str) -> String {
+        let m = response_200(req, &self.tag);
         let port = self.rtp.local_addr().expect("addr").port();
         let body = format!(
             "v=0\r\no={} 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
@@ -906,19 +873,14 @@ impl UasMember {
         let (invite, from) = self.recv_request(s, "INVITE");
         self.invite = invite;
         self.sip
-            .send_to(self.ok(&self.invite, true).as_bytes(), from)
+            .send_to(self.ok(&self.invite).as_bytes(), from)
             .expect("200");
         self.recv_request(s, "ACK");
     }
 
     /// Sends BYE in its dialog (to the proxy) and waits for the 200.
     fn hang_up(&self, s: &ComposeStack, proxy: SocketAddr) {
-        let one = |name: &str| {
-            header_values(&self.invite, name)
-                .into_iter()
-                .next()
-                .unwrap_or_default()
-        };
+        let one = |name: &str| first_header(&self.invite, name);
         let target = one("Contact");
         let target = target.trim_start_matches('<').trim_end_matches('>');
         let bye = format!(
@@ -940,6 +902,35 @@ impl UasMember {
         self.sip.send_to(bye.as_bytes(), proxy).expect("BYE");
         recv_status(s, &self.sip, "BYE", 200);
     }
+}
+
+/// The first value of header `name` ("" when absent).
+fn first_header(msg: &str, name: &str) -> String {
+    header_values(msg, name)
+        .into_iter()
+        .next()
+        .unwrap_or_default()
+}
+
+/// The head of a 200 to `req` without Content-Length: its Vias, From, To (with `to_tag` added
+/// when it has none), Call-ID and CSeq.
+fn response_200(req: &str, to_tag: &str) -> String {
+    let mut m = String::from("SIP/2.0 200 OK\r\n");
+    for v in header_values(req, "Via") {
+        m.push_str(&format!("Via: {v}\r\n"));
+    }
+    let to = first_header(req, "To");
+    let to = if to.contains("tag=") {
+        to
+    } else {
+        format!("{to};tag={to_tag}")
+    };
+    m + &format!(
+        "From: {}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {}\r\n",
+        first_header(req, "From"),
+        first_header(req, "Call-ID"),
+        first_header(req, "CSeq")
+    )
 }
 
 /// An even RTP port with RTCP right above it, both bound by the test on 127.0.0.1.
@@ -1096,6 +1087,20 @@ fn function_logs(s: &ComposeStack, function: &str) -> String {
                 format!("--- {id}\n{out}")
             })
             .collect::<String>()
+}
+
+/// How many MDF containers the stack's orchestrator runs (`all`: exited ones too).
+fn mdf_containers(s: &ComposeStack, all: bool) -> usize {
+    docker(&[
+        "ps",
+        if all { "-aq" } else { "-q" },
+        "--filter",
+        &format!("label=sluice.instance={}", s.project),
+        "--filter",
+        "label=sluice.mdf-slot",
+    ])
+    .lines()
+    .count()
 }
 
 async fn get_json(s: &ComposeStack, url: &str) -> serde_json::Value {
@@ -1428,13 +1433,7 @@ async fn group_call(s: &ComposeStack, proxy: SocketAddr) {
         "in alice's dialog: {}",
         bye.0
     );
-    let mut answer = String::from("SIP/2.0 200 OK\r\n");
-    for h in ["Via", "From", "To", "Call-ID", "CSeq"] {
-        for v in header_values(&bye.0, h) {
-            answer.push_str(&format!("{h}: {v}\r\n"));
-        }
-    }
-    answer.push_str("Content-Length: 0\r\n\r\n");
+    let answer = response_200(&bye.0, "") + "Content-Length: 0\r\n\r\n";
     alice_sip
         .send_to(answer.as_bytes(), bye.1)
         .expect("200 to BYE");
@@ -1476,8 +1475,9 @@ async fn mdf_pool(s: &ComposeStack) {
     .await;
     assert_eq!(v["instances"][0]["capacity"], 4, "{v}");
     // Each session: alice (holder, SDP at her sockets) and bob.
-    let (a_rtp, a_rtcp) = rtp_pair();
-    let (b_rtp, b_rtcp) = rtp_pair();
+    // (The RTCP sockets stay bound: floor messages go there.)
+    let (a_rtp, _a_rtcp) = rtp_pair();
+    let (b_rtp, _b_rtcp) = rtp_pair();
     let sdp = |rtp: &UdpSocket| {
         format!(
             "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
@@ -1583,20 +1583,9 @@ async fn mdf_pool(s: &ComposeStack) {
     wait_for(
         "the drained container to be gone",
         Duration::from_secs(30),
-        || async {
-            let ids = docker(&[
-                "ps",
-                "-aq",
-                "--filter",
-                &format!("label=sluice.instance={}", s.project),
-                "--filter",
-                "label=sluice.mdf-slot",
-            ]);
-            (ids.lines().count() == 1).then_some(())
-        },
+        || async { (mdf_containers(s, true) == 1).then_some(()) },
     )
     .await;
-    drop((a_rtcp, b_rtcp));
 }
 
 fn sha256_hex(s: &str) -> String {

@@ -142,30 +142,30 @@ impl Pool {
                 .map(|c| c.name.clone())
                 .unwrap_or_default()
         };
+        let view = |slot: u16, state: &'static str, sessions: u32, capacity: u32| {
+            let (port_min, port_max) = self.settings.ports(slot);
+            InstanceView {
+                slot,
+                container: name(slot),
+                state,
+                sessions,
+                capacity,
+                port_min,
+                port_max,
+            }
+        };
         let mut instances: Vec<InstanceView> = obs
             .instances
             .iter()
             .map(|i| {
-                (
-                    i.slot,
-                    if i.draining { "draining" } else { "active" },
-                    i.sessions,
-                    i.capacity,
-                )
+                let state = if i.draining { "draining" } else { "active" };
+                view(i.slot, state, i.sessions, i.capacity)
             })
-            .chain(obs.starting.iter().map(|&slot| (slot, "starting", 0, 0)))
-            .map(|(slot, state, sessions, capacity)| {
-                let (port_min, port_max) = self.settings.ports(slot);
-                InstanceView {
-                    slot,
-                    container: name(slot),
-                    state,
-                    sessions,
-                    capacity,
-                    port_min,
-                    port_max,
-                }
-            })
+            .chain(
+                obs.starting
+                    .iter()
+                    .map(|&slot| view(slot, "starting", 0, 0)),
+            )
             .collect();
         instances.sort_by_key(|i| i.slot);
         self.view.send_modify(|v| v.instances = instances);
