@@ -410,6 +410,9 @@ async fn deps_folder_next_to_the_handler_is_importable() {
         "__version__ = '9.8.7'\n",
         false,
     );
+    // A module named like one of the standard library's does not replace it.
+    write_file(dir.path(), "deps/json.py", "SHADOW = True\n", false);
+    write_file(dir.path(), "string.py", "SHADOW = True\n", false);
     write_file(
         dir.path(),
         "helper.py",
@@ -419,7 +422,7 @@ async fn deps_folder_next_to_the_handler_is_importable() {
     let handler = write_file(
         dir.path(),
         "handler.py",
-        "import sluice_fake_dep, helper\n\ndef handle(event, context):\n    return {'v': sluice_fake_dep.__version__, 'g': helper.GREETING}\n",
+        "import json, string, sluice_fake_dep, helper\n\ndef handle(event, context):\n    return {'v': sluice_fake_dep.__version__, 'g': helper.GREETING, 'shadowed': [hasattr(json, 'SHADOW'), hasattr(string, 'SHADOW')]}\n",
         false,
     );
     let rt = Runtime::start("python", "deps", &handler, &[]);
@@ -432,7 +435,10 @@ async fn deps_folder_next_to_the_handler_is_importable() {
         .json()
         .await
         .expect("json");
-    assert_eq!(v, json!({"v": "9.8.7", "g": "sibling module"}));
+    assert_eq!(
+        v,
+        json!({"v": "9.8.7", "g": "sibling module", "shadowed": [false, false]})
+    );
 }
 
 #[tokio::test]

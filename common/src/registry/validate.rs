@@ -367,15 +367,27 @@ fn check_extra_dependencies(ctx: &mut Ctx<'_>, sec: &Section<'_>) -> Option<(Vec
         return Some((Vec::new(), sec.pos));
     };
     let mut words: Vec<(String, Pos)> = Vec::new();
+    let mut ok = true;
+    // A direct reference (`name @ url`, a bare URL) is refused whole, before it is split.
+    let mut add = |ctx: &mut Ctx<'_>, text: &str, pos: Pos| {
+        if text.contains('@') || text.contains("://") {
+            ctx.err(
+                pos,
+                Some(FIELD),
+                format!("`{}` refers to a URL: only packages from the index are installed (a name, optional [extras] and version clauses, e.g. `requests==2.32.3`)", text.trim()),
+            );
+            ok = false;
+        } else {
+            words.extend(split_deps(text).into_iter().map(|w| (w, pos)));
+        }
+    };
     match &e.value.value {
         Value::Null => {}
-        Value::Scalar { text, .. } => words.extend(split_deps(text).map(|w| (w, e.value.pos))),
+        Value::Scalar { text, .. } => add(ctx, text, e.value.pos),
         Value::Seq(items) => {
             for item in items {
                 match &item.value {
-                    Value::Scalar { text, .. } => {
-                        words.extend(split_deps(text).map(|w| (w, item.pos)))
-                    }
+                    Value::Scalar { text, .. } => add(ctx, text, item.pos),
                     _ => {
                         ctx.err(
                             item.pos,
@@ -396,13 +408,12 @@ fn check_extra_dependencies(ctx: &mut Ctx<'_>, sec: &Section<'_>) -> Option<(Vec
             return None;
         }
     }
-    let mut ok = true;
     for (w, pos) in &words {
         if !valid_requirement(w) {
             ctx.err(
                 *pos,
                 Some(FIELD),
-                format!("`{w}` is not a valid pip requirement (letters, digits and `._-[]=<>!~+*:/@,`, starting with a letter or digit)"),
+                format!("`{w}` is not a requirement of a package from the index: give a name, optional [extras] and version clauses (e.g. `requests==2.32.3`, `numpy>=1.26,<2`); URLs, `name @ url`, paths, pip options and markers are refused"),
             );
             ok = false;
         }
@@ -410,36 +421,80 @@ fn check_extra_dependencies(ctx: &mut Ctx<'_>, sec: &Section<'_>) -> Option<(Vec
     ok.then(|| (words.into_iter().map(|(w, _)| w).collect(), e.value.pos))
 }
 
-fn split_deps(text: &str) -> impl Iterator<Item = String> + '_ {
-    text.split(|c: char| c.is_whitespace() || c == ',')
-        .filter(|w| !w.is_empty())
-        .map(str::to_owned)
+/// Splits on whitespace, and on commas except inside `[extras]` and between version
+/// specifiers (`numpy>=1.0,<2` stays one requirement).
+fn split_deps(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for token in text.split_whitespace() {
+        let mut current = String::new();
+        let mut depth = 0usize;
+        let mut chars = token.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '[' => depth += 1,
+                ']' => depth = depth.saturating_sub(1),
+                ',' if depth == 0
+                    && !chars
+                        .peek()
+                        .is_some_and(|n| matches!(n, '<' | '>' | '=' | '!' | '~')) =>
+                {
+                    if !current.is_empty() {
+                        out.push(std::mem::take(&mut current));
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            current.push(c);
+        }
+        if !current.is_empty() {
+            out.push(current);
+        }
+    }
+    out
 }
 
-/// A pip requirement that is safe to put in a requirements file: no shell metacharacters,
-/// no leading `-` (which pip would read as an option).
+/// A requirement specifier of a package from the index, and nothing else: a name, optional
+/// `[extras]`, optional version clauses (`==`, `!=`, `<=`, `>=`, `<`, `>`, `~=`, `===`,
+/// comma separated). No URL, no `name @ url`, no path, no pip option, no environment marker:
+/// anything that would make pip fetch or run code from somewhere else.
 fn valid_requirement(w: &str) -> bool {
-    w.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && w.chars().all(|c| {
-            c.is_ascii_alphanumeric()
-                || matches!(
-                    c,
-                    '.' | '_'
-                        | '-'
-                        | '['
-                        | ']'
-                        | '='
-                        | '<'
-                        | '>'
-                        | '!'
-                        | '~'
-                        | '+'
-                        | '*'
-                        | ':'
-                        | '/'
-                        | '@'
-                )
+    let name_end = w
+        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        .unwrap_or(w.len());
+    let (name, mut rest) = w.split_at(name_end);
+    let alnum = |c: char| c.is_ascii_alphanumeric();
+    if !(name.starts_with(alnum) && name.ends_with(alnum)) {
+        return false;
+    }
+    if let Some(r) = rest.strip_prefix('[') {
+        let Some((extras, after)) = r.split_once(']') else {
+            return false;
+        };
+        let ok = extras.split(',').all(|e| {
+            !e.is_empty()
+                && e.starts_with(alnum)
+                && e.ends_with(alnum)
+                && e.chars().all(|c| alnum(c) || matches!(c, '.' | '_' | '-'))
+        });
+        if !ok {
+            return false;
+        }
+        rest = after;
+    }
+    if rest.is_empty() {
+        return true;
+    }
+    rest.split(',').all(|clause| {
+        let version = ["===", "==", "!=", "<=", ">=", "~=", "<", ">"]
+            .iter()
+            .find_map(|op| clause.strip_prefix(op));
+        version.is_some_and(|v| {
+            v.starts_with(alnum)
+                && v.chars()
+                    .all(|c| alnum(c) || matches!(c, '.' | '*' | '+' | '!' | '_' | '-'))
         })
+    })
 }
 
 fn check_scaling(ctx: &mut Ctx<'_>, entries: &[Entry], pos: Pos) -> Scaling {
@@ -621,6 +676,12 @@ fn check_env(ctx: &mut Ctx<'_>, e: &Entry) -> BTreeMap<String, String> {
                 Some(&field),
                 "names starting with `SLUICE_` are reserved for the platform",
             );
+        } else if let Some(why) = loader_env(&var.key) {
+            ctx.err(
+                var.key_pos,
+                Some(&field),
+                format!("`{}` is refused: it {why}", var.key),
+            );
         }
         let value = match &var.value.value {
             Value::Null => String::new(),
@@ -799,6 +860,43 @@ pub(crate) fn check_events_from_refs(
     }
 }
 
+/// Variables that change how the function's process is loaded or interpreted rather than
+/// what the function does: a function's `env` may not set them. Returns why, when refused.
+/// (The dynamic loader's and glibc's own list of variables it ignores in setuid programs,
+/// the interpreter's `PYTHON*`, and `PATH`, which picks the interpreter.)
+fn loader_env(name: &str) -> Option<&'static str> {
+    let upper = name.to_ascii_uppercase();
+    if upper.starts_with("LD_") {
+        return Some("changes the dynamic loader (`LD_*`)");
+    }
+    if upper.starts_with("PYTHON") {
+        return Some("changes the Python interpreter (`PYTHON*`)");
+    }
+    if upper.starts_with("MALLOC_") {
+        return Some("changes the C library's allocator (`MALLOC_*`)");
+    }
+    const LIBC: [&str; 11] = [
+        "GCONV_PATH",
+        "GETCONF_DIR",
+        "GLIBC_TUNABLES",
+        "HOSTALIASES",
+        "LOCALDOMAIN",
+        "LOCPATH",
+        "NIS_PATH",
+        "NLSPATH",
+        "RESOLV_HOST_CONF",
+        "RES_OPTIONS",
+        "TZDIR",
+    ];
+    if LIBC.contains(&upper.as_str()) {
+        return Some("changes what the C library loads or how it resolves names");
+    }
+    if upper == "PATH" {
+        return Some("changes which programs, the interpreter included, are run");
+    }
+    None
+}
+
 fn valid_env_name(name: &str) -> bool {
     name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -850,17 +948,74 @@ mod tests {
 
     #[test]
     fn requirements_and_env_names() {
-        for ok in ["requests", "numpy>=1.0", "pkg[extra]==1.2", "a_b.c-d"] {
+        for ok in [
+            "requests",
+            "numpy>=1.0",
+            "pkg[extra]==1.2",
+            "a_b.c-d",
+            "numpy>=1.26,<2",
+            "pkg[a,b]~=1.4.*",
+            "x===1.0+local",
+            "torch==2.1.0+cpu",
+        ] {
             assert!(valid_requirement(ok), "{ok}");
         }
-        for bad in ["--index-url", "a;rm", "$(x)", "a`b`", "a|b", "'a'"] {
+        for bad in [
+            "--index-url",
+            "-e",
+            "a;rm",
+            "$(x)",
+            "a`b`",
+            "a|b",
+            "'a'",
+            "pkg@https://evil.example/p.tar.gz",
+            "pkg@file:///tmp/x",
+            "https://evil.example/p.tar.gz",
+            "git+https://github.com/a/b",
+            "./local",
+            "/abs/path",
+            "pkg==1;python_version<'3'",
+            "pkg[",
+            "pkg[]",
+            "pkg==",
+            "pkg=1",
+            "pkg>=1,",
+            "-pkg",
+            "pkg-",
+        ] {
             assert!(!valid_requirement(bad), "{bad}");
         }
+        assert_eq!(
+            split_deps("redis==5.0.8 protobuf==4.25.9,six numpy>=1.26,<2 pkg[a,b]"),
+            [
+                "redis==5.0.8",
+                "protobuf==4.25.9",
+                "six",
+                "numpy>=1.26,<2",
+                "pkg[a,b]"
+            ]
+        );
         for ok in ["A", "_x", "PATH_2"] {
             assert!(valid_env_name(ok), "{ok}");
         }
         for bad in ["", "2A", "A-B", "A.B", "É"] {
             assert!(!valid_env_name(bad), "{bad}");
+        }
+        for refused in [
+            "LD_PRELOAD",
+            "ld_library_path",
+            "PYTHONPATH",
+            "PYTHONSTARTUP",
+            "PythonHome",
+            "GLIBC_TUNABLES",
+            "GCONV_PATH",
+            "MALLOC_CHECK_",
+            "PATH",
+        ] {
+            assert!(loader_env(refused).is_some(), "{refused}");
+        }
+        for allowed in ["LOG_LEVEL", "MY_PATH", "OLD_PYTHON", "TZ", "HOME_DIR"] {
+            assert_eq!(loader_env(allowed), None, "{allowed}");
         }
     }
 }

@@ -70,7 +70,14 @@ def load_handler():
     folder = os.path.dirname(path)
     if sys.path and sys.path[0] in ("", "."):
         del sys.path[0]
-    sys.path[0:0] = [folder, os.path.join(folder, "deps")]
+    # The function's own modules and packages come after the standard library (a `json.py`
+    # in deps/ must not replace the one the runtime uses) and before the installed packages
+    # (its pinned versions win over the image's).
+    at = next(
+        (i for i, p in enumerate(sys.path) if os.path.basename(p) in ("site-packages", "dist-packages")),
+        len(sys.path),
+    )
+    sys.path[at:at] = [folder, os.path.join(folder, "deps")]
     # The platform's own modules (the SIP contract's sluice_sip_pb2), after everything else.
     sdk = os.environ.get("SLUICE_PYTHON_SDK")
     if sdk and os.path.isdir(sdk):
