@@ -13,9 +13,13 @@
 # threads). Prints a table, writes bench-results/mdf.csv and the "Group-call relay" section of
 # BENCHMARKS.md.
 #
+# Each case runs SLUICE_BENCH_MDF_ROUNDS times, the relays alternating (MDF first in odd
+# rounds, rtpengine first in even ones); the report takes the median of the rounds.
+#
 # Env: SLUICE_BENCH_MDF_RATES ("10000 20000 30000 40000 50000 60000 80000"),
 #      SLUICE_BENCH_MDF_RATES_10 ("5000 10000 15000 20000 30000"),
-#      SLUICE_BENCH_MDF_STEP (5 s per rate), SLUICE_BENCH_MDF_CALLS (100).
+#      SLUICE_BENCH_MDF_STEP (5 s per rate), SLUICE_BENCH_MDF_CALLS (100),
+#      SLUICE_BENCH_MDF_ROUNDS (3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
@@ -23,6 +27,7 @@ RATES=${SLUICE_BENCH_MDF_RATES:-"10000 20000 30000 40000 50000 60000 80000"}
 RATES_10=${SLUICE_BENCH_MDF_RATES_10:-"5000 10000 15000 20000 30000"}
 STEP=${SLUICE_BENCH_MDF_STEP:-5}
 CALLS=${SLUICE_BENCH_MDF_CALLS:-100}
+ROUNDS=${SLUICE_BENCH_MDF_ROUNDS:-3}
 # Below the kernel's ephemeral ports (32768-60999), where the benchmark's own sockets live.
 PORT_MIN=20000 PORT_MAX=29999
 log() { printf '\033[1m[bench-mdf]\033[0m %s\n' "$*" >&2; }
@@ -69,20 +74,29 @@ PY
 }
 stop_relay() { kill "$RELAY_PID" 2>/dev/null || true; wait "$RELAY_PID" 2>/dev/null || true; RELAY_PID=""; }
 
-run() { # target name sessions listeners rates seconds
-  local target=$1 name=$2 sessions=$3 listeners=$4 rates=$5 seconds=$6
+run() { # round target name sessions listeners rates seconds
+  local round=$1 target=$2 name=$3 sessions=$4 listeners=$5 rates=$6 seconds=$7
   start_relay "$target"
-  log "$target: $name ($sessions calls, 1 → $listeners, rates ${rates// /,} /s, ${seconds}s each)"
+  log "round $round/$ROUNDS, $target: $name ($sessions calls, 1 → $listeners, rates ${rates// /,} /s, ${seconds}s each)"
   target/release/relay-bench --target "$target" --control "http://127.0.0.1:$CONTROL" --ng "127.0.0.1:$NG" \
     --sessions "$sessions" --listeners "$listeners" --rates "${rates// /,}" --seconds "$seconds" \
-    --pid "$RELAY_PID" | sed "s/^{/{\"case\":\"$name\",/" | tee -a "$WORK/results.jsonl" >&2
+    --pid "$RELAY_PID" | sed "s/^{/{\"case\":\"$name\",\"round\":$round,/" | tee -a "$WORK/results.jsonl" >&2
   stop_relay
 }
 
-# Case by case, each relay in turn, so that drift in the machine's load hits both alike.
-for target in mdf rtpengine; do run "$target" fanout3 "$CALLS" 3 "$RATES" "$STEP"; done
-for target in mdf rtpengine; do run "$target" fanout9 "$CALLS" 9 "$RATES_10" "$STEP"; done
-for target in mdf rtpengine; do run "$target" scale 500 3 25000 $((STEP * 2)); done
+# Case by case and round by round, the relays in turn and in alternating order, so that drift
+# in the machine's load hits both alike.
+each_round() { # case runs the same for every round
+  local round targets
+  for round in $(seq "$ROUNDS"); do
+    targets="mdf rtpengine"
+    [ $((round % 2)) = 0 ] && targets="rtpengine mdf"
+    for target in $targets; do run "$round" "$target" "$@"; done
+  done
+}
+each_round fanout3 "$CALLS" 3 "$RATES" "$STEP"
+each_round fanout9 "$CALLS" 9 "$RATES_10" "$STEP"
+each_round scale 500 3 25000 $((STEP * 2))
 
 log "group-call setup on the running platform (scripts/bench-call-setup.sh)"
 scripts/bench-call-setup.sh >"$WORK/setup.txt" || die "the call-setup benchmark failed"
@@ -94,14 +108,14 @@ mkdir -p bench-results
 python3 scripts/bench-mdf-report.py "$WORK/results.jsonl" "$CSV" "$WORK/setup.txt" >"$WORK/table.md"
 TABLE=$(cat "$WORK/table.md")
 printf '\n%s\n\n' "$TABLE"
-NOTE="Both relays on the same loopback port range ($PORT_MIN–$PORT_MAX), case by case in turn (MDF, then rtpengine), driven by \`tools/relay-bench\` on the same machine (its sender and receivers share the $CORES cores with the relay), ${STEP} s per rate after a 2 s warm-up of new sessions. A rate passes when every listener got every packet. Latency is send → receive through the relay, on loopback. CPU is the relay process's, from /proc (100 % = one core). Call setup runs on \`make up\`'s platform: sipp members answer at once, so it is the platform's own time (proxy, the three handlers, the relay)."
+NOTE="Both relays on the same loopback port range ($PORT_MIN–$PORT_MAX), case by case in turn, driven by \`tools/relay-bench\` on the same machine (its sender and receivers share the $CORES cores with the relay), ${STEP} s per rate after a 2 s warm-up of new sessions, $ROUNDS rounds with the order of the relays alternating. A rate passes when every listener got every packet in every round; latency and CPU are the medians of the rounds. Latency is send → receive through the relay, on loopback. CPU is the relay process's, from /proc (100 % = one core). Call setup runs on \`make up\`'s platform: sipp members answer at once, so it is the platform's own time (proxy, the three handlers, the relay)."
 # The relay's changes, before → after (measured by hand with relay-bench, the two binaries
 # alternated in one run; kept here because this section is rewritten on every run).
 HISTORY="### The MDF, before → after
 
 | change | measure | before | after |
 |---|---|---|---|
-| relay-bench warms new sessions up (2 s) before measuring (428302e) | MDF p99 at 10k pkt/s 1 → 3 (rtpengine in the same runs: 394, 218 µs) | 1427 µs (first packets pay page faults) | 565 µs (this run) |
+| relay-bench warms new sessions up (2 s) before measuring (428302e) | MDF p99 at 10k pkt/s 1 → 3 (rtpengine in the same runs: 394, 218 µs) | 1427 µs (first packets pay page faults) | 565 µs (one round; see the 10k row above for the median) |
 | a relay thread per core, a session wholly on one (15762ce; was one multi-thread tokio runtime) | 100 calls 1 → 3 at 20k pkt/s: CPU, p99 (two rounds) | 61.8 % / 52.2 %, 888 / 747 µs | 52.4 % / 43.0 %, 787 / 419 µs |
 | (same) | at 2k pkt/s: p99 (two rounds) | 150 / 131 µs | 123 / 131 µs |"
 SECTION=$(printf '<!-- bench-mdf:start -->\n## Group-call relay (`make bench-mdf`, %s, %s cores)\n\n%s\n\n%s\n\n%s\n<!-- bench-mdf:end -->' "$(date -u +%Y-%m-%d)" "$CORES" "$NOTE" "$TABLE" "$HISTORY")
