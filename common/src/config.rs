@@ -135,8 +135,44 @@ pub fn redis_url(
     ))
 }
 
+/// The longest interval or timeout a service setting takes: anything longer is a typo.
+pub const MAX_SETTING: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// The same bound in milliseconds, for settings given as a number of ms
+/// (`value_parser = clap::value_parser!(u64).range(1..=MAX_SETTING_MS)`).
+pub const MAX_SETTING_MS: u64 = 24 * 3600 * 1000;
+
+/// Value parser of an interval or timeout setting (`250ms`, `10s`, `1m`): at least 1 ms and at
+/// most [`MAX_SETTING`]. Zero would make a ticker panic or a loop spin, so it is refused at
+/// start-up with the setting's name (clap prints it).
+pub fn interval(text: &str) -> Result<std::time::Duration, String> {
+    let d = crate::registry::parse_duration(text)?;
+    if d < std::time::Duration::from_millis(1) {
+        return Err(format!("must be at least 1ms (got `{text}`)"));
+    }
+    if d > MAX_SETTING {
+        return Err(format!("must be at most 24h (got `{text}`)"));
+    }
+    Ok(d)
+}
+
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn intervals_refuse_zero_and_absurd_values() {
+        assert_eq!(super::interval("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(super::interval("1ms"), Ok(Duration::from_millis(1)));
+        assert!(super::interval("0").unwrap_err().contains("at least 1ms"));
+        assert!(super::interval("0.0001")
+            .unwrap_err()
+            .contains("at least 1ms"));
+        assert!(super::interval("0s").is_err());
+        assert!(super::interval("25h").unwrap_err().contains("at most 24h"));
+        assert!(super::interval("soon").is_err());
+    }
+
     use super::*;
 
     #[test]

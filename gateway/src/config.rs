@@ -53,7 +53,8 @@ pub struct Config {
     #[arg(
         long,
         env = "SLUICE_DEFAULT_COLD_START_TIMEOUT_MS",
-        default_value_t = 30_000
+        default_value_t = 30_000,
+        value_parser = clap::value_parser!(u64).range(1..=sluice_common::config::MAX_SETTING_MS)
     )]
     pub default_cold_start_timeout_ms: u64,
 
@@ -66,11 +67,11 @@ pub struct Config {
     pub default_max_body_bytes: u64,
 
     /// Function timeout used when a cluster sets `timeout_ms` to 0.
-    #[arg(long, env = "SLUICE_DEFAULT_TIMEOUT_MS", default_value_t = 30_000)]
+    #[arg(long, env = "SLUICE_DEFAULT_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..=sluice_common::config::MAX_SETTING_MS))]
     pub default_timeout_ms: u64,
 
     /// How long `/system/*` calls may take (image builds can be slow).
-    #[arg(long, env = "SLUICE_SYSTEM_TIMEOUT_MS", default_value_t = 300_000)]
+    #[arg(long, env = "SLUICE_SYSTEM_TIMEOUT_MS", default_value_t = 300_000, value_parser = clap::value_parser!(u64).range(1..=sluice_common::config::MAX_SETTING_MS))]
     pub system_timeout_ms: u64,
 
     /// `Retry-After` seconds sent with a 503 after a cold start timed out.
@@ -83,7 +84,7 @@ pub struct Config {
     pub statsd: String,
 
     /// How often arrivals and held calls are sent to statsD.
-    #[arg(long, env = "SLUICE_STATSD_FLUSH_MS", default_value_t = 250)]
+    #[arg(long, env = "SLUICE_STATSD_FLUSH_MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..=sluice_common::config::MAX_SETTING_MS))]
     pub statsd_flush_ms: u64,
 
     /// After SIGTERM: longest wait for in-flight requests (held ones included) before exit.
@@ -140,5 +141,20 @@ mod tests {
         assert_eq!(c.xds_server, "http://127.0.0.1:18000");
         assert!(c.node_id().starts_with("gateway-"));
         assert!(c.threads() >= 1);
+    }
+
+    #[test]
+    fn zero_or_absurd_intervals_are_refused_by_name() {
+        for (flag, value) in [
+            ("--statsd-flush-ms", "0"),
+            ("--default-timeout-ms", "0"),
+            ("--system-timeout-ms", "999999999999"),
+            ("--default-cold-start-timeout-ms", "0"),
+        ] {
+            let err = Config::try_parse_from(["gateway", flag, value])
+                .expect_err("refused")
+                .to_string();
+            assert!(err.contains(flag), "{flag}={value}: {err}");
+        }
     }
 }

@@ -5,8 +5,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use sluice_common::registry::units::parse_duration;
-
 use crate::session::Latch;
 
 #[derive(Debug, Clone, clap::Parser)]
@@ -56,7 +54,7 @@ pub struct Config {
     pub max_legs: usize,
 
     /// Longest talk burst before the floor is revoked (a session may set its own).
-    #[arg(long, env = "SLUICE_MDF_MAX_TALK", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env = "SLUICE_MDF_MAX_TALK", default_value = "30s", value_parser = sluice_common::config::interval)]
     pub max_talk: Duration,
 
     /// How a leg's media source is learned: `sdp` (only from its SDP's IP address) or `any`

@@ -61,11 +61,11 @@ pub struct Config {
     pub image_tag: String,
 
     /// Interval of the safety-net reconciliation with what Docker really runs.
-    #[arg(long, env = "SLUICE_RESYNC_INTERVAL", default_value = "10s", value_parser = sluice_common::registry::parse_duration)]
+    #[arg(long, env = "SLUICE_RESYNC_INTERVAL", default_value = "10s", value_parser = sluice_common::config::interval)]
     pub resync_interval: Duration,
 
     /// Interval between readiness probes of a starting replica.
-    #[arg(long, env = "SLUICE_READY_POLL", default_value = "5ms", value_parser = sluice_common::registry::parse_duration)]
+    #[arg(long, env = "SLUICE_READY_POLL", default_value = "5ms", value_parser = sluice_common::config::interval)]
     pub ready_poll: Duration,
 
     /// REST address of the xds-connector (e.g. `http://xds-connector:8081`); empty: no data
@@ -80,7 +80,7 @@ pub struct Config {
 
     /// How long, beyond the function's call timeout, a replica being removed may take to
     /// finish its in-flight requests before it is stopped anyway.
-    #[arg(long, env = "SLUICE_DRAIN_SLACK", default_value = "5s", value_parser = sluice_common::registry::parse_duration)]
+    #[arg(long, env = "SLUICE_DRAIN_SLACK", default_value = "5s", value_parser = sluice_common::config::interval)]
     pub drain_slack: Duration,
 
     /// Scale functions from the load the routers report (through the stats-listener and
@@ -89,7 +89,7 @@ pub struct Config {
     pub autoscale: bool,
 
     /// Longest wait between restarts of a crash-looping function.
-    #[arg(long, env = "SLUICE_MAX_BACKOFF", default_value = "60s", value_parser = sluice_common::registry::parse_duration)]
+    #[arg(long, env = "SLUICE_MAX_BACKOFF", default_value = "60s", value_parser = sluice_common::config::interval)]
     pub max_backoff: Duration,
 
     /// MDF relay instances always running (the pool is on when SLUICE_MDF_POOL_MAX > 0).
@@ -137,7 +137,7 @@ pub struct Config {
     #[arg(long, env = "SLUICE_MDF_SCALE_DOWN_AT", default_value_t = 0.5)]
     pub mdf_scale_down_at: f64,
 
-    #[arg(long, env = "SLUICE_MDF_SCALE_DOWN_AFTER", default_value = "60s", value_parser = sluice_common::registry::parse_duration)]
+    #[arg(long, env = "SLUICE_MDF_SCALE_DOWN_AFTER", default_value = "60s", value_parser = sluice_common::config::interval)]
     pub mdf_scale_down_after: Duration,
 }
 

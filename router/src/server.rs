@@ -57,7 +57,7 @@ pub struct Args {
     #[arg(long, env = "SLUICE_STATSD", default_value = "")]
     pub statsd: String,
     /// How often gauges and counters are sent to statsD (latency samples go with them).
-    #[arg(long, env = "SLUICE_STATSD_FLUSH_MS", default_value_t = 250)]
+    #[arg(long, env = "SLUICE_STATSD_FLUSH_MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..=sluice_common::config::MAX_SETTING_MS))]
     pub statsd_flush_ms: u64,
     /// Longest wait for requests in progress after SIGTERM before exiting anyway.
     #[arg(long, env = "SLUICE_SHUTDOWN_GRACE_SECONDS", default_value_t = 60)]

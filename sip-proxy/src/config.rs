@@ -5,8 +5,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use sluice_common::registry::units::parse_duration;
-
 use crate::handler::{Routes, DEFAULT_ROUTES};
 
 #[derive(Debug, Clone, clap::Parser)]
@@ -48,7 +46,7 @@ pub struct Config {
     pub admin_listen: SocketAddr,
 
     /// Longest wait for a handler call (the gateway's cold start included).
-    #[arg(long, env = "SLUICE_SIP_HANDLER_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env = "SLUICE_SIP_HANDLER_TIMEOUT", default_value = "30s", value_parser = sluice_common::config::interval)]
     pub handler_timeout: Duration,
 
     /// Handler calls in flight at once; beyond it calls queue (up to the same number again),
@@ -69,7 +67,7 @@ pub struct Config {
     pub max_connections: usize,
 
     /// RFC 3261 T1 (RTT estimate): retransmission and timeout timers derive from it.
-    #[arg(long, env = "SLUICE_SIP_T1", default_value = "500ms", value_parser = parse_duration)]
+    #[arg(long, env = "SLUICE_SIP_T1", default_value = "500ms", value_parser = sluice_common::config::interval)]
     pub t1: Duration,
 
     /// statsD target for the `sip.*` counters (host:port); none by default.

@@ -45,11 +45,11 @@ pub struct Config {
     pub instance: String,
 
     /// Aggregation window (e.g. 1s, 500ms).
-    #[arg(long, env = "SLUICE_WINDOW", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, env = "SLUICE_WINDOW", default_value = "1s", value_parser = sluice_common::config::interval)]
     pub window: Duration,
 
     /// TTL of the `<instance>:load:<fn>` hash.
-    #[arg(long, env = "SLUICE_LOAD_TTL", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env = "SLUICE_LOAD_TTL", default_value = "30s", value_parser = sluice_common::config::interval)]
     pub load_ttl: Duration,
 
     /// Windows kept in `<instance>:load:<fn>:history`.
@@ -57,11 +57,11 @@ pub struct Config {
     pub history_len: usize,
 
     /// A router's gauge entry stops counting when not refreshed for this long.
-    #[arg(long, env = "SLUICE_GAUGE_EXPIRY", default_value = "3s", value_parser = parse_duration)]
+    #[arg(long, env = "SLUICE_GAUGE_EXPIRY", default_value = "3s", value_parser = sluice_common::config::interval)]
     pub gauge_expiry: Duration,
 
     /// Least time between two scale signals of a function while its queue stays non-empty.
-    #[arg(long, env = "SLUICE_SIGNAL_INTERVAL", default_value = "100ms", value_parser = parse_duration)]
+    #[arg(long, env = "SLUICE_SIGNAL_INTERVAL", default_value = "100ms", value_parser = sluice_common::config::interval)]
     pub signal_interval: Duration,
 
     /// Latency samples kept per function per window (reservoir sampling beyond).
@@ -105,22 +105,24 @@ impl Config {
     }
 }
 
-/// Durations as everywhere in Sluice: `250ms`, `10s`, `2m`, `1h`, `1m30s` or seconds.
-pub use sluice_common::registry::parse_duration;
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::Parser;
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
-        assert!(parse_duration("1x").is_err());
-        assert!(parse_duration("-1s").is_err());
-        assert!(parse_duration("inf").is_err());
+    fn zero_or_absurd_intervals_are_refused_by_name() {
+        for (flag, value) in [
+            ("--signal-interval", "0"),
+            ("--gauge-expiry", "0s"),
+            ("--load-ttl", "100000h"),
+            ("--window", "soon"),
+        ] {
+            let err = Config::try_parse_from(["stats-listener", flag, value])
+                .expect_err("refused")
+                .to_string();
+            assert!(err.contains(flag), "{flag}={value}: {err}");
+        }
     }
 
     #[test]
