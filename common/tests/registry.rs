@@ -1240,3 +1240,88 @@ fn missing_file_is_an_error_naming_it() {
         "{errors}"
     );
 }
+
+#[test]
+fn a_registry_above_the_platform_ceilings_is_refused_at_the_field() {
+    let ceilings = registry::Ceilings {
+        max_replicas: 40,
+        max_replicas_total: 50,
+        max_memory_bytes: 4 << 30,
+    };
+    let entry = |name: &str, scaling: &str, limits: &str| {
+        format!(
+            "{name}:\n  version: 1\n  configuration:\n    programing_language: python\n    base_function_file_name: handler.py\n    function_folder: hello\n{scaling}{limits}"
+        )
+    };
+    let text = [
+        // lines 1–8: within every ceiling
+        entry("a", "  scaling:\n    max_replicas: 30\n", ""),
+        // lines 9–18: memory above the ceiling; the sum goes over 50 here
+        entry(
+            "b",
+            "  scaling:\n    max_replicas: 30\n",
+            "  limits:\n    memory: 8Gi\n",
+        ),
+        // lines 19–26: one function above the per-function ceiling
+        entry("c", "  scaling:\n    max_replicas: 60\n", ""),
+    ]
+    .concat();
+    let errors = match registry::parse_with(&text, Some(FILE), None, &ceilings) {
+        Ok(r) => panic!("expected errors, parsed {r:?}"),
+        Err(e) => e.0,
+    };
+    check_errors(
+        "ceilings",
+        &errors,
+        &[
+            want(
+                Some("b"),
+                Some("scaling.max_replicas"),
+                16,
+                19,
+                &[
+                    "add up to 60",
+                    "ceiling of 50 replicas in total",
+                    "SLUICE_MAX_REPLICAS_TOTAL",
+                ],
+            ),
+            want(
+                Some("b"),
+                Some("limits.memory"),
+                18,
+                13,
+                &[
+                    "memory 8Gi",
+                    "ceiling of 4Gi per function",
+                    "SLUICE_MAX_MEMORY",
+                ],
+            ),
+            want(
+                Some("c"),
+                Some("scaling.max_replicas"),
+                26,
+                19,
+                &["max_replicas 60", "ceiling of 40 replicas per function"],
+            ),
+        ],
+    );
+    // The defaults let the shipped registry through, and the same text with roomier ceilings.
+    registry::parse(&read_fixture("seed.yml"), Some(FILE), None).expect("defaults");
+    let roomy = registry::Ceilings {
+        max_replicas: 100,
+        max_replicas_total: 1000,
+        max_memory_bytes: 16 << 30,
+    };
+    registry::parse_with(&text, Some(FILE), None, &roomy).expect("roomy ceilings");
+    // A function deployed alone is held to the same ceilings, its total with the others'.
+    let spec = registry::parse_with(&text, Some(FILE), None, &roomy)
+        .expect("parsed")
+        .get("a")
+        .cloned()
+        .expect("a");
+    assert!(ceilings.check_spec("a", &spec, 0).is_ok());
+    let over = ceilings
+        .check_spec("a", &spec, 21)
+        .expect_err("51 in total");
+    assert!(over[0].message.contains("add up to 51"), "{}", over[0]);
+}

@@ -1,5 +1,6 @@
 //! Orchestrator settings: flags, `SLUICE_*` environment variables, or a `--config` env-file.
 
+use sluice_common::registry::Ceilings;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -137,11 +138,32 @@ pub struct Config {
     #[arg(long, env = "SLUICE_MDF_SCALE_DOWN_AT", default_value_t = 0.5)]
     pub mdf_scale_down_at: f64,
 
+    /// Ceiling of `max_replicas` per function: a registry or deploy above it is refused.
+    #[arg(long, env = "SLUICE_MAX_REPLICAS", default_value_t = Ceilings::default().max_replicas, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_replicas: u32,
+
+    /// Ceiling of the functions' `max_replicas` added up: the platform never runs more.
+    #[arg(long, env = "SLUICE_MAX_REPLICAS_TOTAL", default_value_t = Ceilings::default().max_replicas_total, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_replicas_total: u32,
+
+    /// Ceiling of `limits.memory` per function (bytes, or `4Gi`, `512Mi`, …).
+    #[arg(long, env = "SLUICE_MAX_MEMORY", default_value_t = Ceilings::default().max_memory_bytes, value_parser = sluice_common::registry::parse_size)]
+    pub max_memory: u64,
+
     #[arg(long, env = "SLUICE_MDF_SCALE_DOWN_AFTER", default_value = "60s", value_parser = sluice_common::config::interval)]
     pub mdf_scale_down_after: Duration,
 }
 
 impl Config {
+    /// The platform's ceilings a registry is validated against.
+    pub fn ceilings(&self) -> Ceilings {
+        Ceilings {
+            max_replicas: self.max_replicas,
+            max_replicas_total: self.max_replicas_total,
+            max_memory_bytes: self.max_memory,
+        }
+    }
+
     pub fn functions_dir(&self) -> PathBuf {
         match &self.functions_dir {
             Some(d) => d.clone(),

@@ -72,7 +72,7 @@ fn main() -> std::process::ExitCode {
         Some(Cmd::Validate {
             file,
             functions_dir,
-        }) => validate(&file, functions_dir),
+        }) => validate(&file, functions_dir, &cli.serve.ceilings()),
         Some(Cmd::Serve) | None => {
             sluice_common::telemetry::init("orchestrator");
             let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -96,7 +96,11 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn validate(file: &std::path::Path, functions_dir: Option<PathBuf>) -> std::process::ExitCode {
+fn validate(
+    file: &std::path::Path,
+    functions_dir: Option<PathBuf>,
+    ceilings: &sluice_common::registry::Ceilings,
+) -> std::process::ExitCode {
     let dir = functions_dir.unwrap_or_else(|| {
         file.parent()
             .map(|p| p.to_path_buf())
@@ -104,7 +108,7 @@ fn validate(file: &std::path::Path, functions_dir: Option<PathBuf>) -> std::proc
             .join("faas-runtime")
             .join("functions")
     });
-    match sluice_common::registry::load(file, Some(&dir)) {
+    match sluice_common::registry::load_with(file, Some(&dir), ceilings) {
         Ok(reg) => {
             println!(
                 "{}: OK, {} function(s): {}",
@@ -195,20 +199,22 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
         tracing::warn!(error = %e, "cannot read stored functions");
         Default::default()
     });
-    let file_specs = match sluice_common::registry::load(&cfg.registry, Some(&functions_dir)) {
-        Ok(reg) => reg.functions.into_values().collect::<Vec<_>>(),
-        Err(errs) => {
-            for e in &errs.0 {
-                tracing::error!(error = %e, "registry file rejected");
+    let ceilings = cfg.ceilings();
+    let file_specs =
+        match sluice_common::registry::load_with(&cfg.registry, Some(&functions_dir), &ceilings) {
+            Ok(reg) => reg.functions.into_values().collect::<Vec<_>>(),
+            Err(errs) => {
+                for e in &errs.0 {
+                    tracing::error!(error = %e, "registry file rejected");
+                }
+                tracing::warn!("starting with the last good registry stored in redis");
+                stored
+                    .values()
+                    .filter(|r| r.source == Source::File)
+                    .map(|r| r.spec.clone())
+                    .collect()
             }
-            tracing::warn!("starting with the last good registry stored in redis");
-            stored
-                .values()
-                .filter(|r| r.source == Source::File)
-                .map(|r| r.spec.clone())
-                .collect()
-        }
-    };
+        };
     let mut records: Vec<FunctionRecord> = file_specs
         .iter()
         .map(|s| FunctionRecord {
@@ -284,6 +290,7 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
         ready_poll: cfg.ready_poll,
         max_backoff: cfg.max_backoff,
         functions_dir: functions_dir.clone(),
+        ceilings,
     };
     let sup = Supervisor::new(ctx, stop.clone());
     let known: Vec<String> = records.iter().map(|r| r.spec.name.clone()).collect();

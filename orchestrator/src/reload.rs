@@ -62,8 +62,9 @@ impl Reloader {
         let parsed = {
             let path = self.path.clone();
             let dir = self.functions_dir.clone();
+            let ceilings = self.sup.ctx().ceilings;
             tokio::task::spawn_blocking(move || {
-                registry::load(&path, Some(&dir))
+                registry::load_with(&path, Some(&dir), &ceilings)
                     .map_err(|errs| errs.0.iter().map(|e| e.to_string()).collect::<Vec<_>>())
             })
             .await

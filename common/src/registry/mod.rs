@@ -47,6 +47,7 @@
 //! in line order, each with file, line, column, function and dotted field path
 //! (see [`RegistryError`] for the display format).
 
+mod ceilings;
 mod error;
 mod fields;
 mod files;
@@ -61,6 +62,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub use ceilings::Ceilings;
 pub use error::{RegistryError, RegistryErrors};
 pub use hash::folder_content_hash;
 pub use spec::{
@@ -116,6 +118,16 @@ pub fn parse(
     file: Option<&str>,
     functions_dir: Option<&Path>,
 ) -> Result<Registry, RegistryErrors> {
+    parse_with(text, file, functions_dir, &Ceilings::default())
+}
+
+/// [`parse`] under the given platform ceilings.
+pub fn parse_with(
+    text: &str,
+    file: Option<&str>,
+    functions_dir: Option<&Path>,
+    ceilings: &Ceilings,
+) -> Result<Registry, RegistryErrors> {
     let (root, mut errors) = tree::load_yaml(text);
     let mut functions = BTreeMap::new();
     if let Some(root) = root {
@@ -143,6 +155,7 @@ pub fn parse(
                 }
                 validate::check_unique_names(&mut errors, &keys, &names);
                 validate::check_events_from_refs(&mut errors, entries, &keys, &functions);
+                ceilings.check_file(&mut errors, entries, &functions);
             }
             tree::Value::Null => {}
             _ => errors.push(tree::error(
@@ -159,9 +172,18 @@ pub fn parse(
 
 /// Reads the registry file at `path` and parses it (errors name the file as given).
 pub fn load(path: &Path, functions_dir: Option<&Path>) -> Result<Registry, RegistryErrors> {
+    load_with(path, functions_dir, &Ceilings::default())
+}
+
+/// [`load`] under the given platform ceilings.
+pub fn load_with(
+    path: &Path,
+    functions_dir: Option<&Path>,
+    ceilings: &Ceilings,
+) -> Result<Registry, RegistryErrors> {
     let file = path.display().to_string();
     match std::fs::read_to_string(path) {
-        Ok(text) => parse(&text, Some(&file), functions_dir),
+        Ok(text) => parse_with(&text, Some(&file), functions_dir, ceilings),
         Err(e) => Err(RegistryErrors(vec![RegistryError {
             file: Some(file),
             line: 0,

@@ -201,11 +201,39 @@ fn parse_deploy(api: &Api, body: &Value) -> Result<registry::FunctionSpec, ApiEr
     })
 }
 
+/// The platform's ceilings for a function deployed alone: its own, and the total with every
+/// other function's `max_replicas`.
+async fn check_ceilings(api: &Api, spec: &registry::FunctionSpec) -> Result<(), ApiError> {
+    let others: u64 = api
+        .sup
+        .sources()
+        .await
+        .iter()
+        .filter(|(n, _)| **n != spec.name)
+        .map(|(_, (_, s))| u64::from(s.scaling.max_replicas))
+        .sum();
+    api.sup
+        .ctx()
+        .ceilings
+        .check_spec(&spec.name, spec, others)
+        .map_err(|errs| {
+            let lines: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+            let mut e = ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("above the platform's ceilings ({} error(s))", lines.len()),
+                Some(&spec.name),
+            );
+            e.details = Some(lines);
+            e
+        })
+}
+
 async fn deploy(
     State(api): State<Api>,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
     let spec = parse_deploy(&api, &body)?;
+    check_ceilings(&api, &spec).await?;
     let name = spec.name.clone();
     if let Some(s) = api.sup.status(&name).await {
         if s.source == Source::File && !s.removing {
@@ -229,6 +257,7 @@ async fn update(
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
     let spec = parse_deploy(&api, &body)?;
+    check_ceilings(&api, &spec).await?;
     let name = spec.name.clone();
     match api.sup.status(&name).await {
         None => Err(ApiError::new(

@@ -33,6 +33,8 @@ pub struct Ctx {
     pub ready_poll: Duration,
     pub max_backoff: Duration,
     pub functions_dir: PathBuf,
+    /// What a function may ask for (checked again on deploy through the API).
+    pub ceilings: sluice_common::registry::Ceilings,
     /// Environment of functions with `uses: [mdf]` (empty when the pool is off).
     pub mdf_env: Vec<String>,
 }
