@@ -83,6 +83,22 @@ print(f"{name} {q(0.5):.0f} {q(0.99):.0f} {len(v)}")
 PY
 }
 
+# A stack just (re)built is healthy before the orchestrator has built the function images:
+# the handlers' first calls would wait on a build, which is not what is measured here.
+log "waiting for the handlers' images"
+for _ in $(seq 900); do
+  pending=$(python3 - "$GATEWAY" <<'PY' 2>/dev/null || echo unknown
+import json, sys, urllib.request
+names = ["sip-register", "mcptt-group", "mcptt-media", "mcptt-session"]
+state = lambda n: json.load(urllib.request.urlopen(f"{sys.argv[1]}/system/function/{n}")).get("build", {}).get("state")
+print(" ".join(n for n in names if state(n) != "ready"))
+PY
+)
+  [ -z "$pending" ] && break
+  sleep 1
+done
+[ -z "$pending" ] || die "handler images not built after 15 min: $pending"
+
 log "starting members (groups of 3 and 10)"
 start_members bench3 3 5100
 start_members bench10 10 5120

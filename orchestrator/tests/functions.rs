@@ -93,6 +93,17 @@ hello:
     );
     assert_eq!(hc["NanoCpus"], 500_000_000);
     assert_eq!(hc["PidsLimit"], 64);
+    assert_eq!(
+        hc["Ulimits"],
+        json!([{"Name": "nofile", "Soft": 4096, "Hard": 4096}]),
+        "an open-files limit"
+    );
+    assert_eq!(hc["LogConfig"]["Type"], "json-file");
+    assert_eq!(
+        hc["LogConfig"]["Config"],
+        json!({"max-size": "10m", "max-file": "3"}),
+        "logs rotated at a bounded size"
+    );
     assert_eq!(hc["Privileged"], false);
     let mounts = c["Mounts"].as_array().cloned().unwrap_or_default();
     assert!(

@@ -52,6 +52,33 @@ async fn gateway_router_and_orchestrator_serve_cold_and_warm_calls() {
         s.wait_built(f).await;
     }
 
+    // A fresh install publishes one port on the host: the gateway's, on loopback only.
+    let published: Vec<(String, String)> = [
+        "redis",
+        "xds-connector",
+        "stats-listener",
+        "orchestrator",
+        "router",
+        "gateway",
+    ]
+    .iter()
+    .flat_map(|svc| {
+        let out = docker(&["port", &s.service(svc)]);
+        out.lines()
+            .map(|l| (svc.to_string(), l.trim().to_string()))
+            .collect::<Vec<_>>()
+    })
+    .filter(|(_, l)| !l.is_empty())
+    .collect();
+    assert_eq!(
+        published,
+        [(
+            "gateway".to_string(),
+            format!("8080/tcp -> 127.0.0.1:{}", s.port)
+        )],
+        "published ports"
+    );
+
     // Cold start through the gateway, then warm.
     let (code, h, body) = get(&s, "/hello").await;
     assert_eq!((code, body.as_str()), (200, "Hello, world"));

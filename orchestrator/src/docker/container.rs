@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig, RestartPolicy,
-    RestartPolicyNameEnum,
+    ContainerCreateBody, EndpointSettings, HostConfig, HostConfigLogConfig, NetworkingConfig,
+    ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::CreateContainerOptionsBuilder;
 use sluice_common::registry::{FunctionSpec, RuntimeMode};
@@ -53,14 +53,35 @@ pub fn runtime_env(spec: &FunctionSpec) -> Vec<String> {
     env
 }
 
+/// Open files a function container may hold (soft = hard): sockets of its in-flight calls,
+/// its store and its files, with room to spare; a leak stops at this and not at the host's.
+pub const FUNCTION_NOFILE: i64 = 4096;
+/// Largest log file Docker keeps per container, and how many rotated ones: a chatty or
+/// looping function cannot fill the disk.
+const LOG_MAX_SIZE: &str = "10m";
+const LOG_MAX_FILES: &str = "3";
+
 /// What every container the orchestrator starts gets: `network_mode`, memory without swap,
-/// a pids limit, a read-only root filesystem, no capabilities, `no-new-privileges`, an init
-/// process, and no restart by Docker (the orchestrator decides).
-pub fn hardened(network_mode: &str, memory: i64, pids: i64) -> HostConfig {
+/// a pids limit, an open-files limit, rotated logs of bounded size, a read-only root
+/// filesystem, no capabilities, `no-new-privileges`, an init process, and no restart by
+/// Docker (the orchestrator decides).
+pub fn hardened(network_mode: &str, memory: i64, pids: i64, nofile: i64) -> HostConfig {
     HostConfig {
         memory: Some(memory),
         memory_swap: Some(memory),
         pids_limit: Some(pids),
+        ulimits: Some(vec![ResourcesUlimits {
+            name: Some("nofile".to_string()),
+            soft: Some(nofile),
+            hard: Some(nofile),
+        }]),
+        log_config: Some(HostConfigLogConfig {
+            typ: Some("json-file".to_string()),
+            config: Some(HashMap::from([
+                ("max-size".to_string(), LOG_MAX_SIZE.to_string()),
+                ("max-file".to_string(), LOG_MAX_FILES.to_string()),
+            ])),
+        }),
         readonly_rootfs: Some(true),
         cap_drop: Some(vec!["ALL".to_string()]),
         security_opt: Some(vec!["no-new-privileges:true".to_string()]),
@@ -97,7 +118,12 @@ impl Engine {
         let host_config = HostConfig {
             nano_cpus: Some((spec.limits.cpus * 1e9) as i64),
             tmpfs: Some(HashMap::from([("/tmp".to_string(), TMPFS.to_string())])),
-            ..hardened(&self.network, memory, i64::from(spec.limits.pids))
+            ..hardened(
+                &self.network,
+                memory,
+                i64::from(spec.limits.pids),
+                FUNCTION_NOFILE,
+            )
         };
         let body = ContainerCreateBody {
             image: Some(image.to_string()),

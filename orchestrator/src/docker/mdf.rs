@@ -107,7 +107,8 @@ impl Engine {
             (LABEL_INSTANCE.to_string(), self.instance.clone()),
             (LABEL_MDF_SLOT.to_string(), slot.to_string()),
         ]);
-        let host_config = hardened("host", 512 << 20, 256);
+        // A socket per port of its range (at most 65 536), and a few of its own.
+        let host_config = hardened("host", 512 << 20, 256, 65_536);
         let body = ContainerCreateBody {
             image: Some(image.to_string()),
             user: Some(FUNCTION_USER.to_string()),
