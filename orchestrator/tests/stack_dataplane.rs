@@ -79,6 +79,54 @@ async fn gateway_router_and_orchestrator_serve_cold_and_warm_calls() {
         "published ports"
     );
 
+    // Every service is hardened: non-root but the orchestrator (the engine's socket), a
+    // read-only root filesystem, no capability, no privilege gain, memory and pids bounded.
+    for svc in [
+        "redis",
+        "xds-connector",
+        "stats-listener",
+        "orchestrator",
+        "router",
+        "gateway",
+        "sip-proxy",
+    ] {
+        let c: Value =
+            serde_json::from_str(&docker(&["inspect", &s.service(svc)])).expect("inspect");
+        let (config, hc) = (&c[0]["Config"], &c[0]["HostConfig"]);
+        let user = config["User"].as_str().unwrap_or("");
+        if svc == "orchestrator" {
+            assert!(user.is_empty() || user.starts_with('0'), "{svc}: {user}");
+        } else {
+            assert!(
+                !user.is_empty() && !user.starts_with('0') && user != "root",
+                "{svc} runs as non-root: `{user}`"
+            );
+        }
+        assert_eq!(hc["ReadonlyRootfs"], true, "{svc}: read-only root");
+        assert_eq!(
+            hc["CapDrop"],
+            serde_json::json!(["ALL"]),
+            "{svc}: capabilities"
+        );
+        assert!(
+            hc["SecurityOpt"]
+                .as_array()
+                .is_some_and(|o| o.iter().any(|x| x
+                    .as_str()
+                    .is_some_and(|x| x.starts_with("no-new-privileges")))),
+            "{svc}: no-new-privileges"
+        );
+        assert!(
+            hc["Memory"].as_i64().is_some_and(|m| m > 0),
+            "{svc}: memory"
+        );
+        assert!(
+            hc["PidsLimit"].as_i64().is_some_and(|p| p > 0),
+            "{svc}: pids"
+        );
+        assert_eq!(hc["Privileged"], false, "{svc}");
+    }
+
     // Cold start through the gateway, then warm.
     let (code, h, body) = get(&s, "/hello").await;
     assert_eq!((code, body.as_str()), (200, "Hello, world"));

@@ -56,6 +56,26 @@ pub fn runtime_env(spec: &FunctionSpec) -> Vec<String> {
 /// Open files a function container may hold (soft = hard): sockets of its in-flight calls,
 /// its store and its files, with room to spare; a leak stops at this and not at the host's.
 pub const FUNCTION_NOFILE: i64 = 4096;
+
+/// `want`, lowered to the hard open-files limit this process got from the engine: a container
+/// may not be given more than the engine itself has (runc refuses to start it), and some
+/// engines run with less than a bare host's.
+pub fn nofile(want: i64) -> i64 {
+    static HARD: std::sync::OnceLock<Option<i64>> = std::sync::OnceLock::new();
+    let hard = *HARD.get_or_init(|| {
+        let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+        hard_nofile(&limits)
+    });
+    hard.map_or(want, |h| want.min(h))
+}
+
+/// The hard "Max open files" of a `/proc/<pid>/limits` text (`None`: unlimited or unknown).
+fn hard_nofile(limits: &str) -> Option<i64> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let mut fields = line["Max open files".len()..].split_whitespace();
+    let _soft = fields.next()?;
+    fields.next()?.parse().ok()
+}
 /// Largest log file Docker keeps per container, and how many rotated ones: a chatty or
 /// looping function cannot fill the disk.
 const LOG_MAX_SIZE: &str = "10m";
@@ -122,7 +142,7 @@ impl Engine {
                 &self.network,
                 memory,
                 i64::from(spec.limits.pids),
-                FUNCTION_NOFILE,
+                nofile(FUNCTION_NOFILE),
             )
         };
         let body = ContainerCreateBody {
@@ -169,5 +189,20 @@ impl Engine {
     pub fn replica_name(&self, function: &str) -> String {
         let suffix: u32 = rand::random();
         format!("{}-{}-{:08x}", self.instance, function, suffix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_hard_open_files_limit_is_read_from_proc_limits() {
+        let text = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                    Max processes             unlimited            unlimited            processes \n\
+                    Max open files            1024                 20000                files     \n";
+        assert_eq!(super::hard_nofile(text), Some(20000));
+        let unlimited = text.replace("20000", "unlimited");
+        assert_eq!(super::hard_nofile(&unlimited), None);
+        assert_eq!(super::hard_nofile(""), None);
+        assert!(super::nofile(64) <= 64);
     }
 }

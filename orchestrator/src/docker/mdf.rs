@@ -101,14 +101,20 @@ impl Engine {
         slot: u16,
         image: &str,
         env: Vec<String>,
+        ports: u16,
     ) -> Result<String> {
         let labels = HashMap::from([
             (LABEL_MANAGED.to_string(), "true".to_string()),
             (LABEL_INSTANCE.to_string(), self.instance.clone()),
             (LABEL_MDF_SLOT.to_string(), slot.to_string()),
         ]);
-        // A socket per port of its range (at most 65 536), and a few of its own.
-        let host_config = hardened("host", 512 << 20, 256, 65_536);
+        // A socket per port of its range, and room for its own.
+        let host_config = hardened(
+            "host",
+            512 << 20,
+            256,
+            super::container::nofile(i64::from(ports) + 1024),
+        );
         let body = ContainerCreateBody {
             image: Some(image.to_string()),
             user: Some(FUNCTION_USER.to_string()),

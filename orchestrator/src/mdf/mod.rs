@@ -267,7 +267,13 @@ impl Pool {
                     let env = self.settings.instance_env(&name, slot);
                     match self
                         .engine
-                        .launch_mdf(&name, slot, &self.settings.image, env)
+                        .launch_mdf(
+                            &name,
+                            slot,
+                            &self.settings.image,
+                            env,
+                            self.settings.ports_per_instance,
+                        )
                         .await
                     {
                         Ok(_) => tracing::info!(slot, container = %name, "MDF instance launched"),
