@@ -9,6 +9,17 @@ use serde_json::Value;
 use sluice_common::testing::wait_for;
 use stack_support::*;
 
+/// Every service of docker-compose.yml.
+const SERVICES: [&str; 7] = [
+    "redis",
+    "xds-connector",
+    "stats-listener",
+    "orchestrator",
+    "router",
+    "gateway",
+    "sip-proxy",
+];
+
 fn entry(name: &str, folder: &str, extra: &str) -> String {
     format!(
         "{name}:\n  name: {name}\n  version: 0.1\n  configuration:\n    programing_language: python\n    base_function_file_name: handler.py\n    function_folder: {folder}\n    extra_dependencies: \"\"\n{extra}"
@@ -53,23 +64,16 @@ async fn gateway_router_and_orchestrator_serve_cold_and_warm_calls() {
     }
 
     // A fresh install publishes one port on the host: the gateway's, on loopback only.
-    let published: Vec<(String, String)> = [
-        "redis",
-        "xds-connector",
-        "stats-listener",
-        "orchestrator",
-        "router",
-        "gateway",
-    ]
-    .iter()
-    .flat_map(|svc| {
-        let out = docker(&["port", &s.service(svc)]);
-        out.lines()
-            .map(|l| (svc.to_string(), l.trim().to_string()))
-            .collect::<Vec<_>>()
-    })
-    .filter(|(_, l)| !l.is_empty())
-    .collect();
+    let published: Vec<(String, String)> = SERVICES
+        .iter()
+        .flat_map(|svc| {
+            let out = docker(&["port", &s.service(svc)]);
+            out.lines()
+                .map(|l| (svc.to_string(), l.trim().to_string()))
+                .collect::<Vec<_>>()
+        })
+        .filter(|(_, l)| !l.is_empty())
+        .collect();
     assert_eq!(
         published,
         [(
@@ -81,15 +85,7 @@ async fn gateway_router_and_orchestrator_serve_cold_and_warm_calls() {
 
     // Every service is hardened: non-root but the orchestrator (the engine's socket), a
     // read-only root filesystem, no capability, no privilege gain, memory and pids bounded.
-    for svc in [
-        "redis",
-        "xds-connector",
-        "stats-listener",
-        "orchestrator",
-        "router",
-        "gateway",
-        "sip-proxy",
-    ] {
+    for svc in SERVICES {
         let c: Value =
             serde_json::from_str(&docker(&["inspect", &s.service(svc)])).expect("inspect");
         let (config, hc) = (&c[0]["Config"], &c[0]["HostConfig"]);
