@@ -946,6 +946,29 @@ pub(crate) fn check_unique_names(
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// Whatever the text, splitting and checking never panic, and what is accepted can
+        /// only name a package of the index: no URL, path, option, marker or shell syntax.
+        #[test]
+        fn accepted_requirements_cannot_point_elsewhere(text in "[ -~]{0,60}") {
+            for w in split_deps(&text) {
+                if valid_requirement(&w) {
+                    proptest::prop_assert!(w.starts_with(|c: char| c.is_ascii_alphanumeric()), "{}", w);
+                    proptest::prop_assert!(
+                        !w.contains(['@', '/', ':', ';', '\\', '$', '`', '\'', '"', ' ', '|', '&', '#']),
+                        "{}", w
+                    );
+                }
+            }
+        }
+
+        #[test]
+        fn env_name_checks_never_panic(name in "\\PC{0,40}") {
+            let _ = valid_env_name(&name);
+            let _ = loader_env(&name);
+        }
+    }
+
     #[test]
     fn requirements_and_env_names() {
         for ok in [
