@@ -60,7 +60,7 @@ pub const FUNCTION_NOFILE: i64 = 4096;
 /// `want`, lowered to the hard open-files limit this process got from the engine: a container
 /// may not be given more than the engine itself has (runc refuses to start it), and some
 /// engines run with less than a bare host's.
-pub fn nofile(want: i64) -> i64 {
+fn within_engine_limit(want: i64) -> i64 {
     static HARD: std::sync::OnceLock<Option<i64>> = std::sync::OnceLock::new();
     let hard = *HARD.get_or_init(|| {
         let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
@@ -76,16 +76,18 @@ fn hard_nofile(limits: &str) -> Option<i64> {
     let _soft = fields.next()?;
     fields.next()?.parse().ok()
 }
+
 /// Largest log file Docker keeps per container, and how many rotated ones: a chatty or
 /// looping function cannot fill the disk.
 const LOG_MAX_SIZE: &str = "10m";
 const LOG_MAX_FILES: &str = "3";
 
 /// What every container the orchestrator starts gets: `network_mode`, memory without swap,
-/// a pids limit, an open-files limit, rotated logs of bounded size, a read-only root
-/// filesystem, no capabilities, `no-new-privileges`, an init process, and no restart by
-/// Docker (the orchestrator decides).
+/// a pids limit, an open-files limit (`nofile`, lowered to what the engine allows), rotated
+/// logs of bounded size, a read-only root filesystem, no capabilities, `no-new-privileges`, an
+/// init process, and no restart by Docker (the orchestrator decides).
 pub fn hardened(network_mode: &str, memory: i64, pids: i64, nofile: i64) -> HostConfig {
+    let nofile = within_engine_limit(nofile);
     HostConfig {
         memory: Some(memory),
         memory_swap: Some(memory),
@@ -142,7 +144,7 @@ impl Engine {
                 &self.network,
                 memory,
                 i64::from(spec.limits.pids),
-                nofile(FUNCTION_NOFILE),
+                FUNCTION_NOFILE,
             )
         };
         let body = ContainerCreateBody {
@@ -203,6 +205,6 @@ mod tests {
         let unlimited = text.replace("20000", "unlimited");
         assert_eq!(super::hard_nofile(&unlimited), None);
         assert_eq!(super::hard_nofile(""), None);
-        assert!(super::nofile(64) <= 64);
+        assert!(super::within_engine_limit(64) <= 64);
     }
 }

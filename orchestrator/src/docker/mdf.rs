@@ -109,12 +109,7 @@ impl Engine {
             (LABEL_MDF_SLOT.to_string(), slot.to_string()),
         ]);
         // A socket per port of its range, and room for its own.
-        let host_config = hardened(
-            "host",
-            512 << 20,
-            256,
-            super::container::nofile(i64::from(ports) + 1024),
-        );
+        let host_config = hardened("host", 512 << 20, 256, i64::from(ports) + 1024);
         let body = ContainerCreateBody {
             image: Some(image.to_string()),
             user: Some(FUNCTION_USER.to_string()),
