@@ -67,7 +67,7 @@ logs:
 # of 10, 30, 50 and 20 rps, 5 s each; a live table, then CSV + PNG in load-test-results/.
 LOAD_ARGS ?= --url 'http://localhost:8080/sleep?ms=200' --profile steps:10,30,50,20@5s
 load-test:
-	cargo run --release --locked -q -p gateway --bin sluice-load -- $(LOAD_ARGS)
+	cargo run --release --locked -q -p sluice-load -- $(LOAD_ARGS)
 
 # The platform benchmark (warm path against nginx/HAProxy, cold starts, scale reaction, resource
 # cost) in one run: installs nginx, haproxy and wrk if missing (no system service is started),

@@ -11,6 +11,7 @@
 # Env: SLUICE_BENCH_CALLS (40 warm calls per group size), SLUICE_BENCH_COLD_CALLS (5).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/admin.sh
 ROOT=$(pwd)
 CALLS=${SLUICE_BENCH_CALLS:-40}
 COLD=${SLUICE_BENCH_COLD_CALLS:-5}
@@ -58,11 +59,11 @@ calls() { # group n rate
 
 to_zero() {
   for f in mcptt-session mcptt-group mcptt-media; do
-    curl -sf -X POST "$GATEWAY/system/scale-function/$f" -d '{"replicas": 0}' >/dev/null || true
+    admin_curl -sf -X POST "$GATEWAY/system/scale-function/$f" -d '{"replicas": 0}' >/dev/null || true
   done
   for _ in $(seq 200); do
     local up
-    up=$(curl -sf "$GATEWAY/system/functions" | python3 -c '
+    up=$(admin_curl -sf "$GATEWAY/system/functions" | python3 -c '
 import json, sys
 print(sum(f.get("availableReplicas", 0) for f in json.load(sys.stdin) if f["name"].startswith("mcptt-")))')
     [ "$up" = 0 ] && return 0
@@ -87,10 +88,12 @@ PY
 # the handlers' first calls would wait on a build, which is not what is measured here.
 log "waiting for the handlers' images"
 for _ in $(seq 900); do
-  pending=$(python3 - "$GATEWAY" <<'PY' 2>/dev/null || echo unknown
-import json, sys, urllib.request
+  pending=$(python3 - "$GATEWAY" "$SLUICE_ADMIN_PASSWORD_FILE" <<'PY' 2>/dev/null || echo unknown
+import base64, json, sys, urllib.request
 names = ["sip-register", "mcptt-group", "mcptt-media", "mcptt-session"]
-state = lambda n: json.load(urllib.request.urlopen(f"{sys.argv[1]}/system/function/{n}")).get("build", {}).get("state")
+auth = "Basic " + base64.b64encode(b"admin:" + open(sys.argv[2], "rb").readline().strip()).decode()
+get = lambda n: urllib.request.urlopen(urllib.request.Request(f"{sys.argv[1]}/system/function/{n}", headers={"Authorization": auth}))
+state = lambda n: json.load(get(n)).get("build", {}).get("state")
 print(" ".join(n for n in names if state(n) != "ready"))
 PY
 )

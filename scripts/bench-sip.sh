@@ -16,6 +16,7 @@
 #      SLUICE_BENCH_SIP_STEP (5), SLUICE_BENCH_SIP_TARGET (127.0.0.1:5060).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/admin.sh
 ROOT=$(pwd)
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 RATES=${SLUICE_BENCH_SIP_RATES:-"250 500 1000 1500 2000 3000 4000 5000 6000 8000 10000"}
@@ -38,7 +39,7 @@ cleanup() {
   [ -n "$KAM_PID" ] && kill "$KAM_PID" 2>/dev/null || true
   [ -f "$WORK/kamailio.pid" ] && kill "$(cat "$WORK/kamailio.pid")" 2>/dev/null || true
   [ -n "$PROXY_PID" ] && kill "$PROXY_PID" 2>/dev/null || true
-  curl -s -o /dev/null -X DELETE "$GATEWAY/system/functions" -H 'content-type: application/json' \
+  admin_curl -s -o /dev/null -X DELETE "$GATEWAY/system/functions" -H 'content-type: application/json' \
     -d "{\"functionName\": \"$AUTH_FN\"}" || true
   rm -rf "$WORK"
 }
@@ -194,7 +195,7 @@ fi
 # --- Sluice with digest ----------------------------------------------------------------------
 log "deploying $AUTH_FN (digest) and a second sip-proxy routing REGISTER to it"
 TOKEN=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
-curl -sf -o /dev/null -X POST "$GATEWAY/system/functions" -H 'content-type: application/json' -d "{
+admin_curl -sf -o /dev/null -X POST "$GATEWAY/system/functions" -H 'content-type: application/json' -d "{
   \"name\": \"$AUTH_FN\", \"version\": \"0.1\", \"state\": \"redis\",
   \"configuration\": {\"programming_language\": \"rust\", \"base_function_file_name\": \"src/main.rs\",
                       \"function_folder\": \"sip-register\", \"mode\": \"http\"},
@@ -202,7 +203,7 @@ curl -sf -o /dev/null -X POST "$GATEWAY/system/functions" -H 'content-type: appl
   \"env\": {\"SIP_AUTH\": \"digest\", \"SIP_AUTH_ALGORITHMS\": \"MD5\", \"SIP_ADMIN_TOKEN\": \"$TOKEN\"}}" \
   || die "cannot deploy $AUTH_FN"
 for _ in $(seq 1 600); do
-  st=$(curl -s "$GATEWAY/system/function/$AUTH_FN" | python3 -c 'import json,sys; print(json.load(sys.stdin)["build"]["state"])' 2>/dev/null || true)
+  st=$(admin_curl -s "$GATEWAY/system/function/$AUTH_FN" | python3 -c 'import json,sys; print(json.load(sys.stdin)["build"]["state"])' 2>/dev/null || true)
   [ "$st" = ready ] && break
   [ "$st" = failed ] && die "$AUTH_FN failed to build"
   sleep 1

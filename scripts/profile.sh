@@ -16,6 +16,7 @@
 # (8080), SLUICE_PROFILE_OUT (bench-results/profile).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/admin.sh
 PORT=${SLUICE_GATEWAY_PORT:-8080}
 SECS=${SLUICE_PROFILE_SECONDS:-10}
 OUT=${SLUICE_PROFILE_OUT:-bench-results/profile}
@@ -49,10 +50,10 @@ trap restore EXIT
 log "starting the stack with autoscaling off"
 SLUICE_AUTOSCALE=false scripts/up.sh >/dev/null
 base="http://localhost:$PORT"
-curl -fsS -X POST "$base/system/scale-function/fast" -H 'Content-Type: application/json' \
+admin_curl -fsS -X POST "$base/system/scale-function/fast" -H 'Content-Type: application/json' \
   -d '{"replicas":1}' >/dev/null || die "cannot scale fast (is it in global-function-definition.yml?)"
 deadline=$((SECONDS + 300))
-until [ "$(curl -s "$base/system/function/fast" | sed -n 's/.*"availableReplicas":\([0-9]*\).*/\1/p')" = 1 ]; do
+until [ "$(admin_curl -s "$base/system/function/fast" | sed -n 's/.*"availableReplicas":\([0-9]*\).*/\1/p')" = 1 ]; do
   [ $SECONDS -lt $deadline ] || die "fast has no ready replica after 300 s (image build?)"
   sleep 0.5
 done

@@ -5,6 +5,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if docker compose version >/dev/null 2>&1; then COMPOSE=(docker compose); else COMPOSE=(docker-compose); fi
 scripts/images.sh
+# The admin password of /system/* (basic auth as `admin`): made once, kept across restarts.
+secrets=${SLUICE_SECRETS_DIR:-secrets}
+if [ ! -s "$secrets/admin-password" ]; then
+  if [ -d "$secrets/admin-password" ]; then
+    echo "[up] $secrets/admin-password is a folder (the engine made it when the stack was started without it); remove it and run make up again" >&2
+    exit 1
+  fi
+  (umask 077 && mkdir -p "$secrets" && chmod 700 "$secrets" &&
+    od -An -tx1 -N24 /dev/urandom | tr -d ' \n' >"$secrets/admin-password.tmp" &&
+    echo >>"$secrets/admin-password.tmp" && mv "$secrets/admin-password.tmp" "$secrets/admin-password")
+  echo "[up] generated the admin password into $secrets/admin-password (user: admin)"
+fi
+export SLUICE_SECRETS_DIR=$secrets
 net=${SLUICE_NETWORK:-sluice}
 docker network inspect "$net" >/dev/null 2>&1 || docker network create --label sluice.managed=true "$net" >/dev/null
 "${COMPOSE[@]}" up -d --remove-orphans
@@ -27,6 +40,7 @@ while :; do
   sleep 1
 done
 echo
-echo "Sluice is up:  curl http://localhost:8080/hello"
-echo "Functions:     curl http://localhost:8080/system/functions"
+port=${SLUICE_GATEWAY_PORT:-8080}
+echo "Sluice is up:  curl http://localhost:$port/hello"
+echo "Functions:     curl -u admin:\$(cat $secrets/admin-password) http://localhost:$port/system/functions"
 echo "Stop:          make down"

@@ -2,6 +2,7 @@
 //!
 //! * [`registry`] — the function registry (`global-function-definition.yml`): parsing,
 //!   validation with line/column errors, defaults.
+//! * [`auth`] — credentials of the control API and of `auth: key` functions: keys, scopes.
 //! * [`config`] — the env-file loader every binary uses for `--config`.
 //! * [`telemetry`] — `tracing` set-up (text or JSON logs).
 //! * [`shutdown`] — a future that resolves on SIGTERM / SIGINT.
@@ -11,6 +12,7 @@
 //! * [`mdf`] — the MDF relay pool as functions see it: control URLs and token.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod config;
 pub mod healthcheck;
 pub mod load;

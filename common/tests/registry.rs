@@ -820,6 +820,7 @@ fn seed_entries_parse_unchanged_with_defaults() {
             state: Default::default(),
             events_from: vec![],
             uses: vec![],
+            auth: Default::default(),
         }
     );
     let example = reg.get("example-faas").expect("key wins as the name");
@@ -952,6 +953,7 @@ fn full_resize() -> FunctionSpec {
         state: Default::default(),
         events_from: vec![],
         uses: vec![],
+        auth: Default::default(),
     }
 }
 

@@ -45,6 +45,8 @@ pub struct FunctionView {
     pub timeout: Duration,
     /// What the ready replicas and the router's queue can take (see [`crate::admission`]).
     pub capacity: Capacity,
+    /// Callers need an API key with the invoke scope (`auth: key`).
+    pub require_key: bool,
 }
 
 /// Looks a function up in `snapshot`; `None` when no route names it or its cluster is missing.
@@ -87,6 +89,7 @@ pub fn view(snapshot: &Snapshot, function: &str, defaults: &Defaults) -> Option<
             cluster.max_body_bytes
         },
         timeout,
+        require_key: cluster.require_key,
     })
 }
 

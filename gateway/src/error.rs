@@ -30,6 +30,13 @@ pub enum ErrorKind {
     Orchestrator,
     /// Invalid settings at start-up.
     Config,
+    /// A function declared `auth: key` called without a credential, or a wrong one (401 with
+    /// `WWW-Authenticate`).
+    Unauthorized,
+    /// A credential without the `invoke` scope (403).
+    Forbidden,
+    /// Too many failed attempts from the caller's address (429 with `Retry-After`).
+    TooManyAttempts,
     /// A fault of the gateway itself (500).
     Internal,
 }
@@ -111,6 +118,9 @@ impl GatewayError {
             ErrorKind::NotFound => 404,
             ErrorKind::TooLarge => 413,
             ErrorKind::NotImplemented => 501,
+            ErrorKind::Unauthorized => 401,
+            ErrorKind::Forbidden => 403,
+            ErrorKind::TooManyAttempts => 429,
             ErrorKind::Unavailable => 503,
             ErrorKind::BadGateway | ErrorKind::Orchestrator => 502,
             ErrorKind::Timeout => 504,

@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod auth;
 pub mod catalog;
 pub mod coldstart;
 pub mod config;
@@ -61,6 +62,10 @@ pub fn run(cfg: Config) -> Result<(), GatewayError> {
     let router = Arc::new(UpstreamAddr::parse("router", &cfg.router)?);
     let orchestrator = Arc::new(UpstreamAddr::parse("orchestrator", &cfg.orchestrator)?);
     let waker = Waker::new(&cfg.orchestrator, WAKE_CALL_TIMEOUT)?;
+    let invoke_auth = Arc::new(auth::InvokeAuth::new(
+        &cfg.orchestrator,
+        auth::Settings::default(),
+    )?);
     let node_id = cfg.node_id();
 
     // Control-plane work (xDS stream, cold-start bookkeeping, wake calls, DNS refresh) runs on
@@ -118,6 +123,7 @@ pub fn run(cfg: Config) -> Result<(), GatewayError> {
         stats,
         in_flight: in_flight.clone(),
         connector: pingora::connectors::http::Connector::new(None),
+        invoke_auth,
         settings,
     };
 

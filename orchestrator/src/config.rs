@@ -138,6 +138,24 @@ pub struct Config {
     #[arg(long, env = "SLUICE_MDF_SCALE_DOWN_AT", default_value_t = 0.5)]
     pub mdf_scale_down_at: f64,
 
+    /// File holding the admin password (basic auth as `admin` on every `/system` route;
+    /// its first line, at least 12 characters). Read at each check, so replacing it rotates
+    /// the password with no restart. `make up` generates it.
+    #[arg(
+        long,
+        env = "SLUICE_ADMIN_PASSWORD_FILE",
+        default_value = "secrets/admin-password"
+    )]
+    pub admin_password_file: std::path::PathBuf,
+
+    /// Failed credential checks one client address may make at once...
+    #[arg(long, env = "SLUICE_AUTH_FAILURE_BURST", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub auth_failure_burst: u32,
+
+    /// ...and how often it gets one more (10 a minute by default).
+    #[arg(long, env = "SLUICE_AUTH_FAILURE_REFILL", default_value = "6s", value_parser = sluice_common::config::interval)]
+    pub auth_failure_refill: Duration,
+
     /// Ceiling of `max_replicas` per function: a registry or deploy above it is refused.
     #[arg(long, env = "SLUICE_MAX_REPLICAS", default_value_t = Ceilings::default().max_replicas, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_replicas: u32,

@@ -71,6 +71,7 @@ impl DataPlane {
                 "timeout_ms": spec.limits.timeout.as_millis() as u64,
                 "connect_timeout_ms": 1000,
                 "drain_timeout_ms": self.drain_timeout(spec).as_millis() as u64,
+                "require_key": spec.auth == sluice_common::registry::Auth::Key,
             },
             "endpoints": endpoints.iter().map(|e| json!({
                 "id": e.id,

@@ -156,6 +156,8 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
     if cfg.instance == "fn" {
         anyhow::bail!("SLUICE_INSTANCE `fn` is reserved: function state lives under `fn:`");
     }
+    // The control API is never open: no usable admin password, no start.
+    api::auth::check_password_file(&cfg.admin_password_file)?;
     let (url, password) =
         sluice_common::config::redis_url(&cfg.redis_url, cfg.redis_password_file.as_deref())?;
     let state_url = cfg
@@ -284,7 +286,7 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
         builder: build::Builder::new(engine.clone(), functions_dir.clone(), cfg.image_tag.clone()),
         engine: engine.clone(),
         state_users: state::users::StateUsers::new(store.connection(), state_secret, state_url),
-        store,
+        store: store.clone(),
         http,
         dataplane: dataplane.clone(),
         ready_poll: cfg.ready_poll,
@@ -324,17 +326,30 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
         None
     };
 
+    let guard = Arc::new(api::auth::Guard::new(
+        cfg.admin_password_file.clone(),
+        store.clone(),
+        api::auth::limiter::Settings {
+            burst: cfg.auth_failure_burst,
+            refill: cfg.auth_failure_refill,
+            ..Default::default()
+        },
+    ));
     let app = api::router(api::Api {
         sup: sup.clone(),
         reloader: Arc::clone(&reloader),
         mdf: mdf_view,
+        guard,
     });
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
     tracing::info!(listen = %cfg.listen, "API listening");
     let shutdown = stop.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await?;
 
     stop.cancel();
     let _ = tokio::join!(watcher, router, watch);

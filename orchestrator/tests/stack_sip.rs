@@ -1447,7 +1447,16 @@ async fn group_call(s: &ComposeStack, proxy: SocketAddr) {
 async fn mdf_pool(s: &ComposeStack) {
     let api = |path: &str| s.url(&format!("/function/mcptt-media{path}"));
     let pool_url = s.url("/system/mdf");
-    let pool = || get_json(s, &pool_url);
+    let pool = || async {
+        s.admin
+            .get(&pool_url)
+            .send()
+            .await
+            .expect("GET /system/mdf")
+            .json::<serde_json::Value>()
+            .await
+            .expect("json")
+    };
     let states = |v: &serde_json::Value| -> Vec<(u64, String, u64)> {
         v["instances"]
             .as_array()

@@ -37,6 +37,9 @@ pub struct ClusterJson {
     pub connect_timeout_ms: u64,
     #[serde(default)]
     pub drain_timeout_ms: u64,
+    /// Callers need an invoke key (the function's `auth: key`).
+    #[serde(default)]
+    pub require_key: bool,
 }
 
 /// `pb::EndpointHealth`.
@@ -220,6 +223,7 @@ impl ClusterJson {
             timeout_ms: self.timeout_ms,
             connect_timeout_ms: self.connect_timeout_ms,
             drain_timeout_ms: self.drain_timeout_ms,
+            require_key: self.require_key,
         })
     }
 }
@@ -347,6 +351,7 @@ impl From<&pb::Cluster> for ClusterJson {
             timeout_ms: c.timeout_ms,
             connect_timeout_ms: c.connect_timeout_ms,
             drain_timeout_ms: c.drain_timeout_ms,
+            require_key: c.require_key,
         }
     }
 }

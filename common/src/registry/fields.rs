@@ -20,6 +20,7 @@ pub(super) const ENTRY_FIELDS: &[&str] = &[
     "state",
     "events_from",
     "uses",
+    "auth",
 ];
 /// Fields of `configuration:`.
 pub(super) const CONFIGURATION_FIELDS: &[&str] = &[

@@ -66,7 +66,7 @@ pub use ceilings::Ceilings;
 pub use error::{RegistryError, RegistryErrors};
 pub use hash::folder_content_hash;
 pub use spec::{
-    FunctionSpec, Language, Limits, RuntimeMode, Scaling, Service, State, DEFAULT_HTTP_PORT,
+    Auth, FunctionSpec, Language, Limits, RuntimeMode, Scaling, Service, State, DEFAULT_HTTP_PORT,
     MAX_CPUS, MIN_MEMORY_BYTES, RUNTIME_PORT,
 };
 pub use units::{parse_duration, parse_size};

@@ -236,6 +236,40 @@ pub struct FunctionSpec {
     /// go into its containers' environment (see [`crate::mdf`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub uses: Vec<Service>,
+    /// Who may call it (`auth: key`: callers need an API key with the `invoke` scope; public
+    /// by default, as in OpenFaaS).
+    #[serde(default, skip_serializing_if = "Auth::is_public")]
+    pub auth: Auth,
+}
+
+/// Who may call a function through the gateway.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Auth {
+    /// Anyone who reaches the gateway (the default).
+    #[default]
+    Public,
+    /// Callers presenting an API key with the `invoke` (or `admin`) scope.
+    Key,
+}
+
+impl Auth {
+    pub const ALL: [Auth; 2] = [Auth::Public, Auth::Key];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Auth::Public => "public",
+            Auth::Key => "key",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Auth> {
+        Auth::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    pub fn is_public(&self) -> bool {
+        *self == Auth::Public
+    }
 }
 
 /// A platform service a function may use.

@@ -15,7 +15,7 @@ use super::fields::{
 };
 use super::files::{check_files, relative_path_problem};
 use super::spec::{
-    FunctionSpec, Language, Limits, RuntimeMode, Scaling, Service, State, DEFAULT_HTTP_PORT,
+    Auth, FunctionSpec, Language, Limits, RuntimeMode, Scaling, Service, State, DEFAULT_HTTP_PORT,
     MAX_CPUS, MIN_MEMORY_BYTES, RUNTIME_PORT,
 };
 use super::tree::{error, Entry, Node, Pos, Value};
@@ -152,6 +152,20 @@ pub(crate) fn check_entry(
         Some(e) => check_uses(&mut ctx, e),
         None => Vec::new(),
     };
+    let auth = match entry.string(&mut ctx, "auth") {
+        Got::Ok((text, pos)) => Auth::from_name(&text).unwrap_or_else(|| {
+            ctx.err(
+                pos,
+                Some("auth"),
+                format!(
+                    "unknown auth `{text}`; supported: {} (`key`: callers need an API key with the invoke scope)",
+                    Auth::ALL.map(Auth::as_str).join(", ")
+                ),
+            );
+            Auth::Public
+        }),
+        Got::Absent | Got::Bad => Auth::Public,
+    };
 
     let valid = ctx.errors.len() == before;
     let spec = match config {
@@ -171,6 +185,7 @@ pub(crate) fn check_entry(
             state,
             events_from,
             uses,
+            auth,
         }),
         _ => None,
     };

@@ -1,4 +1,4 @@
-//! The wake call: `POST {orchestrator}/system/wake/{fn}` asks the orchestrator to start a
+//! The wake call: `POST {orchestrator}/internal/wake/{fn}` asks the orchestrator to start a
 //! replica of a function that has none. The orchestrator answers 202 when it takes the job
 //! and 404 when it does not know the function; anything else is either worth retrying
 //! (network errors, 429, 5xx) or a refusal.
@@ -44,7 +44,12 @@ impl Waker {
 
     /// The URL the wake call for `function` goes to.
     pub fn url(&self, function: &str) -> String {
-        format!("{}/system/wake/{}", self.base, function)
+        format!(
+            "{}{}/{}",
+            self.base,
+            sluice_common::auth::WAKE_PATH,
+            function
+        )
     }
 
     /// Sends one wake call. `Err` is always retryable (the orchestrator could not be reached
@@ -94,7 +99,7 @@ mod tests {
     #[test]
     fn url_and_messages() {
         let w = Waker::new("http://orch:8082/", Duration::from_secs(1)).expect("client");
-        assert_eq!(w.url("hello"), "http://orch:8082/system/wake/hello");
+        assert_eq!(w.url("hello"), "http://orch:8082/internal/wake/hello");
         assert_eq!(error_message(r#"{"error":"nope","function":"x"}"#), "nope");
         assert_eq!(error_message("plain"), "plain");
     }

@@ -96,6 +96,8 @@ pub struct Gateway {
     pub in_flight: Arc<InFlight>,
     /// Keep-alive pool for bodies the gateway buffered itself (see [`buffered`]).
     pub connector: Connector,
+    /// Checks callers of functions declared `auth: key`.
+    pub invoke_auth: Arc<crate::auth::InvokeAuth>,
     pub settings: Settings,
 }
 
@@ -226,6 +228,18 @@ impl Gateway {
             Stats::bump(&self.stats.not_found);
             return Err(GatewayError::not_found(&name));
         };
+        if view.require_key {
+            let client = session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip());
+            let header = session
+                .req_header()
+                .headers
+                .get(http::header::AUTHORIZATION)
+                .map(|v| v.as_bytes());
+            self.invoke_auth.check(&name, header, client).await?;
+        }
         let framing = limits::framing(&session.req_header().headers).map_err(|e| {
             Stats::bump(&self.stats.malformed);
             e.for_function(&name)
@@ -560,7 +574,7 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_request_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
@@ -572,6 +586,20 @@ impl ProxyHttp for Gateway {
             } => Self::rewrite_for_router(upstream_request, name, upstream_path),
             Target::Orchestrator => {
                 upstream_request.remove_header(FUNCTION_HEADER);
+                // The orchestrator counts failed attempts per client address: ours, always
+                // (a client's own value is overwritten).
+                let client = session
+                    .client_addr()
+                    .and_then(|a| a.as_inet())
+                    .map(|a| a.ip().to_string());
+                match client {
+                    Some(ip) => {
+                        upstream_request.insert_header(sluice_common::auth::CLIENT_HEADER, ip)?
+                    }
+                    None => {
+                        upstream_request.remove_header(sluice_common::auth::CLIENT_HEADER);
+                    }
+                }
                 Ok(())
             }
             Target::Local => Ok(()),

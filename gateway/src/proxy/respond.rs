@@ -43,5 +43,12 @@ pub async fn error(
     if let Some(after) = err.retry_after {
         extra.push(("Retry-After", after.as_secs().max(1).to_string()));
     }
+    if err.kind == crate::error::ErrorKind::Unauthorized {
+        let realm = sluice_common::auth::REALM;
+        extra.push((
+            "WWW-Authenticate",
+            format!("Bearer realm=\"{realm}\", Basic realm=\"{realm}\", charset=\"UTF-8\""),
+        ));
+    }
     json(session, err.status(), &err.body(), &extra).await
 }

@@ -211,7 +211,7 @@ pub enum OnWake {
     Ignore,
 }
 
-/// Stands in for the orchestrator: `POST /system/wake/{fn}` (recorded, 202) and
+/// Stands in for the orchestrator: `POST /internal/wake/{fn}` (recorded, 202) and
 /// `GET /system/functions` (recorded, 200 JSON list).
 pub struct Orchestrator {
     pub addr: SocketAddr,
@@ -251,7 +251,7 @@ impl Orchestrator {
                             async move {
                                 let path = req.uri().path().to_string();
                                 let (status, body) = if let Some(f) =
-                                    path.strip_prefix("/system/wake/")
+                                    path.strip_prefix("/internal/wake/")
                                 {
                                     let f = f.to_string();
                                     w.lock().expect("wakes lock").push(f.clone());

@@ -157,7 +157,7 @@ pub async fn run(
     let poller = tokio::spawn({
         let (polls, done) = (polls.clone(), done.clone());
         let api = stack.url(&format!("/system/function/{function}"));
-        let http = http.clone();
+        let http = stack.admin.clone();
         async move {
             let mut tick = tokio::time::interval(Duration::from_millis(250));
             while !done.load(std::sync::atomic::Ordering::Acquire) {

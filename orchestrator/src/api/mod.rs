@@ -12,6 +12,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sluice_common::registry;
 
+pub mod auth;
+mod keys;
+
 use crate::error::{Error, ErrorKind};
 use crate::functions::actor::FunctionStatus;
 use crate::functions::Supervisor;
@@ -24,11 +27,13 @@ pub struct Api {
     pub reloader: Arc<Reloader>,
     /// The MDF pool as last observed (None: no pool).
     pub mdf: Option<tokio::sync::watch::Receiver<crate::mdf::PoolView>>,
+    /// Credentials of every `/system` route, and the API keys.
+    pub guard: Arc<auth::Guard>,
 }
 
 pub fn router(api: Api) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
+    let guard = api.guard.clone();
+    let system = Router::new()
         .route("/system/info", get(info))
         .route(
             "/system/functions",
@@ -36,11 +41,33 @@ pub fn router(api: Api) -> Router {
         )
         .route("/system/function/{name}", get(get_one))
         .route("/system/scale-function/{name}", post(scale))
-        .route("/system/wake/{name}", post(wake))
         .route("/system/registry", get(registry_status))
         .route("/system/registry/reload", post(reload))
         .route("/system/mdf", get(mdf_pool))
-        .with_state(api)
+        .route("/system/keys", get(keys::list).post(keys::create))
+        .route("/system/keys/{id}", axum::routing::delete(keys::revoke))
+        .route_layer(axum::middleware::from_fn_with_state(
+            guard.clone(),
+            auth::require,
+        ))
+        .with_state(api.clone());
+    // Reached by control-plane services only, never forwarded by the gateway.
+    let internal = Router::new()
+        .route(
+            sluice_common::auth::VERIFY_INVOKE_PATH,
+            post(auth::verify_invoke),
+        )
+        .with_state(guard)
+        .merge(
+            Router::new()
+                .route(
+                    &format!("{}/{{name}}", sluice_common::auth::WAKE_PATH),
+                    post(wake),
+                )
+                .route("/healthz", get(healthz))
+                .with_state(api),
+        );
+    system.merge(internal)
 }
 
 /// An API error as JSON `{"error": ..., "function": ...}`.
@@ -123,6 +150,7 @@ fn function_json(s: &FunctionStatus) -> Value {
         "version": spec.version,
         "language": spec.language,
         "mode": spec.mode,
+        "auth": spec.auth,
         "source": s.source,
         "removing": s.removing,
         "build": s.build,

@@ -6,6 +6,7 @@
 //! | `<i>:desired` | hash | name → desired replicas |
 //! | `<i>:replicas:<fn>` | hash | container id → replica JSON (state, address, times) |
 //! | `<i>:events` | pub/sub | one JSON message per function change |
+//! | `<i>:apikeys` | hash | key id → API key record (scopes, SHA-256 of the secret) |
 //!
 //! Redis is the shared view for the other components; the orchestrator itself can rebuild
 //! everything but `desired` from the registry file and the engine, so a failed write is
@@ -18,6 +19,7 @@ use std::collections::HashMap;
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
+use sluice_common::auth::{self, KeyRecord};
 use sluice_common::registry::FunctionSpec;
 
 use crate::error::{Error, Result};
@@ -129,6 +131,56 @@ impl Store {
             .await
             .map_err(|e| Error::redis("cannot delete function", e))?;
         self.publish(name, "removed").await
+    }
+
+    /// Every API key (their hashes, never secrets), oldest first.
+    pub async fn api_keys(&self) -> Result<Vec<KeyRecord>> {
+        let mut c = self.conn.clone();
+        let raw: HashMap<String, String> = c
+            .hgetall(auth::keys_key(&self.prefix))
+            .await
+            .map_err(|e| Error::redis("cannot read API keys", e))?;
+        let mut out: Vec<KeyRecord> = raw
+            .into_iter()
+            .filter_map(|(id, json)| match serde_json::from_str(&json) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::warn!(key = %id, error = %e, "ignoring unreadable API key record");
+                    None
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| (a.created_unix_ms, &a.id).cmp(&(b.created_unix_ms, &b.id)));
+        Ok(out)
+    }
+
+    pub async fn api_key(&self, id: &str) -> Result<Option<KeyRecord>> {
+        let mut c = self.conn.clone();
+        let raw: Option<String> = c
+            .hget(auth::keys_key(&self.prefix), id)
+            .await
+            .map_err(|e| Error::redis("cannot read an API key", e))?;
+        Ok(raw.and_then(|j| serde_json::from_str(&j).ok()))
+    }
+
+    pub async fn put_api_key(&self, rec: &KeyRecord) -> Result<()> {
+        let mut c = self.conn.clone();
+        let json = serde_json::to_string(rec).unwrap_or_default();
+        let _: () = c
+            .hset(auth::keys_key(&self.prefix), &rec.id, json)
+            .await
+            .map_err(|e| Error::redis("cannot store an API key", e))?;
+        Ok(())
+    }
+
+    /// False when there was no such key.
+    pub async fn delete_api_key(&self, id: &str) -> Result<bool> {
+        let mut c = self.conn.clone();
+        let n: u32 = c
+            .hdel(auth::keys_key(&self.prefix), id)
+            .await
+            .map_err(|e| Error::redis("cannot delete an API key", e))?;
+        Ok(n > 0)
     }
 
     pub async fn desired(&self) -> Result<HashMap<String, u32>> {

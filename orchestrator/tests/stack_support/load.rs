@@ -18,14 +18,7 @@ pub fn load_tool() -> PathBuf {
     let bin = repo_root().join("target/release/sluice-load");
     if !bin.exists() {
         let ok = Command::new("cargo")
-            .args([
-                "build",
-                "--release",
-                "-p",
-                "gateway",
-                "--bin",
-                "sluice-load",
-            ])
+            .args(["build", "--release", "-p", "sluice-load"])
             .current_dir(repo_root())
             .status()
             .expect("cargo");
@@ -124,6 +117,7 @@ impl ComposeStack {
         let out = self.dir.path().join(name);
         let url = self.url(path);
         let (profile, duration) = (profile.to_string(), duration.to_string());
+        let password_file = self.dir.path().join("secrets/admin-password");
         let status = tokio::task::spawn_blocking({
             let out = out.clone();
             move || {
@@ -141,6 +135,7 @@ impl ComposeStack {
                         "--out",
                     ])
                     .arg(&out)
+                    .env("SLUICE_ADMIN_PASSWORD_FILE", &password_file)
                     .status()
                     .expect("run sluice-load")
             }

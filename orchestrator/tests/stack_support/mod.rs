@@ -13,6 +13,21 @@ use serde_json::Value;
 pub use sluice_common::testing::{copy_dir, docker, workspace_root as repo_root};
 use sluice_common::testing::{free_port, wait_for};
 
+/// A client that sends basic auth as `admin` with `password` on every request.
+pub fn admin_client(password: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        sluice_common::auth::basic(sluice_common::auth::ADMIN_USER, password)
+            .parse()
+            .expect("header value"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("client")
+}
+
 /// `docker compose` when the v2 plugin is there, else `docker-compose`.
 fn compose_cmd() -> Vec<String> {
     let v2 = Command::new("docker")
@@ -41,7 +56,11 @@ pub struct ComposeStack {
     pub sip_port: u16,
     pub sip_admin_port: u16,
     pub network: String,
+    /// A client with no credentials (what a function's caller uses).
     pub http: reqwest::Client,
+    /// A client sending basic auth as `admin` (for `/system/*`).
+    pub admin: reqwest::Client,
+    pub admin_password: String,
 }
 
 impl ComposeStack {
@@ -82,6 +101,14 @@ impl ComposeStack {
         }
         std::fs::write(dir.path().join("global-function-definition.yml"), registry)
             .expect("registry");
+        // The admin password, where `make up` puts it (SLUICE_SECRETS_DIR points here).
+        let admin_password = format!("test-{:032x}", rand::random::<u128>());
+        std::fs::create_dir_all(dir.path().join("secrets")).expect("secrets dir");
+        std::fs::write(
+            dir.path().join("secrets/admin-password"),
+            format!("{admin_password}\n"),
+        )
+        .expect("admin password");
         let suffix: u32 = rand::random();
         let project = format!("sluicet{tag}{:06x}", suffix & 0xffffff);
         // A caller that may be killed (scripts/bench.sh under `timeout`) learns which projects
@@ -110,6 +137,8 @@ impl ComposeStack {
                 .pool_max_idle_per_host(64)
                 .build()
                 .expect("client"),
+            admin: admin_client(&admin_password),
+            admin_password,
         };
         docker(&[
             "network",
@@ -126,7 +155,7 @@ impl ComposeStack {
         );
         // Healthy when the gateway answers and the orchestrator (through it) lists functions.
         let url = s.url("/system/functions");
-        let http = s.http.clone();
+        let http = s.admin.clone();
         wait_for("the stack to be healthy", Duration::from_secs(120), || {
             let (http, url) = (http.clone(), url.clone());
             async move {
@@ -148,6 +177,7 @@ impl ComposeStack {
             .arg(repo_root())
             .args(args)
             .env("SLUICE_PROJECT_DIR", self.dir.path())
+            .env("SLUICE_SECRETS_DIR", self.dir.path().join("secrets"))
             .env("SLUICE_GATEWAY_PORT", self.port.to_string())
             .env("SLUICE_NETWORK", &self.network)
             .env("SLUICE_INSTANCE", &self.project)
@@ -183,7 +213,7 @@ impl ComposeStack {
 
     pub async fn function(&self, name: &str) -> Value {
         match self
-            .http
+            .admin
             .get(self.url(&format!("/system/function/{name}")))
             .send()
             .await
@@ -229,7 +259,7 @@ impl ComposeStack {
     }
 
     pub async fn scale(&self, name: &str, n: u32) -> u16 {
-        self.http
+        self.admin
             .post(self.url(&format!("/system/scale-function/{name}")))
             .json(&serde_json::json!({ "serviceName": name, "replicas": n }))
             .send()

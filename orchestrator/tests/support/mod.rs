@@ -37,6 +37,16 @@ impl Stack {
         std::fs::write(dir.path().join("registry.yml"), registry).expect("write registry");
         let suffix: u32 = rand::random();
         let instance = format!("t{tag}{:06x}", suffix & 0xffffff);
+        let password = format!("test-{:032x}", rand::random::<u128>());
+        std::fs::write(dir.path().join("admin-password"), format!("{password}\n"))
+            .expect("write admin password");
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            sluice_common::auth::basic(sluice_common::auth::ADMIN_USER, &password)
+                .parse()
+                .expect("header"),
+        );
         Stack {
             redis: RedisServer::start(),
             orch: None,
@@ -44,7 +54,11 @@ impl Stack {
             network: format!("{instance}-net"),
             instance,
             dir,
-            http: reqwest::Client::new(),
+            // Basic auth as `admin` on every call (this client only talks to the API).
+            http: reqwest::Client::builder()
+                .default_headers(headers)
+                .build()
+                .expect("client"),
         }
     }
 
@@ -64,6 +78,10 @@ impl Stack {
         let child = Command::new(env!("CARGO_BIN_EXE_orchestrator"))
             .env("SLUICE_LISTEN", format!("127.0.0.1:{}", self.port))
             .env("SLUICE_REGISTRY", self.registry_path())
+            .env(
+                "SLUICE_ADMIN_PASSWORD_FILE",
+                self.dir.path().join("admin-password"),
+            )
             .env("SLUICE_FUNCTIONS_DIR", self.functions_dir())
             .env("SLUICE_REDIS_URL", self.redis.url())
             .env("SLUICE_NETWORK", &self.network)

@@ -28,9 +28,13 @@ pub fn parse(doc: &Value) -> Replicas {
 }
 
 /// One poll.
-pub async fn fetch(client: &Client, url: &Url) -> Replicas {
+pub async fn fetch(client: &Client, url: &Url, auth: Option<&str>) -> Replicas {
     let doc = async {
-        let resp = client.get(url.clone()).send().await.ok()?;
+        let mut req = client.get(url.clone());
+        if let Some(a) = auth {
+            req = req.header(reqwest::header::AUTHORIZATION, a);
+        }
+        let resp = req.send().await.ok()?;
         if !resp.status().is_success() {
             return None;
         }
@@ -47,6 +51,7 @@ pub async fn fetch(client: &Client, url: &Url) -> Replicas {
 pub async fn poll(
     client: Client,
     url: Url,
+    auth: Option<String>,
     start: Instant,
     rec: Recorder,
     stop: CancellationToken,
@@ -64,7 +69,7 @@ pub async fn poll(
         }
         let r = tokio::select! {
             _ = stop.cancelled() => return,
-            r = fetch(&client, &url) => r,
+            r = fetch(&client, &url, auth.as_deref()) => r,
         };
         rec.replicas(second, r);
     }

@@ -77,6 +77,20 @@ pub struct Args {
     /// No live per-second table (the summary is still printed).
     #[arg(long)]
     pub quiet: bool,
+
+    /// API key sent as `Authorization: Bearer` with every call and every replica poll (needed
+    /// for functions declared `auth: key`).
+    #[arg(long, env = "SLUICE_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+
+    /// Admin password file for the replica polls when no --api-key is given (basic auth as
+    /// `admin`); not readable: the polls go without credentials and show `?`.
+    #[arg(
+        long,
+        env = "SLUICE_ADMIN_PASSWORD_FILE",
+        default_value = "secrets/admin-password"
+    )]
+    pub admin_password_file: PathBuf,
 }
 
 fn parse_profile(s: &str) -> Result<Profile, String> {
@@ -99,6 +113,10 @@ pub struct Settings {
     pub out: PathBuf,
     pub font: String,
     pub quiet: bool,
+    /// `Authorization` of the calls (an API key), if any.
+    pub call_auth: Option<String>,
+    /// `Authorization` of the replica polls, if any.
+    pub system_auth: Option<String>,
 }
 
 /// Parses the process arguments; on error prints clap's message and exits with status 2.
@@ -190,6 +208,12 @@ pub fn resolve(args: Args, duration_given: bool) -> Result<Settings, String> {
     } else {
         args.profile.natural_duration().unwrap_or(args.duration)
     };
+    let call_auth = args
+        .api_key
+        .as_deref()
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(|k| format!("Bearer {k}"));
     let out = args.out.unwrap_or_else(|| {
         let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
         PathBuf::from("load-test-results").join(stamp.to_string())
@@ -207,6 +231,13 @@ pub fn resolve(args: Args, duration_given: bool) -> Result<Settings, String> {
         out,
         font: args.font,
         quiet: args.quiet,
+        call_auth: call_auth.clone(),
+        system_auth: call_auth.or_else(|| {
+            let text = std::fs::read_to_string(&args.admin_password_file).ok()?;
+            let password = text.lines().next()?.trim();
+            (!password.is_empty())
+                .then(|| sluice_common::auth::basic(sluice_common::auth::ADMIN_USER, password))
+        }),
     })
 }
 

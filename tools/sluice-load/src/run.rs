@@ -109,6 +109,7 @@ pub async fn run(settings: &Settings) -> Result<RunOutput, String> {
     let poller = tokio::spawn(crate::replicas::poll(
         http.clone(),
         settings.replicas_url.clone(),
+        settings.system_auth.clone(),
         start,
         rec.clone(),
         stop_polling.clone(),
@@ -157,6 +158,9 @@ pub async fn run(settings: &Settings) -> Result<RunOutput, String> {
         };
         rec.sent(second);
         let mut req = http.request(settings.method.clone(), settings.url.clone());
+        if let Some(a) = &settings.call_auth {
+            req = req.header(reqwest::header::AUTHORIZATION, a);
+        }
         if !body.is_empty() {
             req = req.body(body.clone());
         }
