@@ -19,7 +19,16 @@ if [ ! -s "$secrets/admin-password" ]; then
 fi
 export SLUICE_SECRETS_DIR=$secrets
 net=${SLUICE_NETWORK:-sluice}
-docker network inspect "$net" >/dev/null 2>&1 || docker network create --label sluice.managed=true "$net" >/dev/null
+# The function network is internal (no route out of the machine; see docker-compose.yml). One
+# made by an older Sluice is not: it is remade when nothing is attached to it.
+if docker network inspect "$net" >/dev/null 2>&1 && [ "$(docker network inspect -f '{{.Internal}}' "$net")" != true ]; then
+  if [ "$(docker network inspect -f '{{len .Containers}}' "$net")" = 0 ]; then
+    docker network rm "$net" >/dev/null
+  else
+    echo "[up] warning: the function network $net is not internal (functions can reach outside); make down, then make up, remakes it" >&2
+  fi
+fi
+docker network inspect "$net" >/dev/null 2>&1 || docker network create --internal --label sluice.managed=true "$net" >/dev/null
 "${COMPOSE[@]}" up -d --remove-orphans
 echo "[up] waiting for every service to be healthy"
 deadline=$((SECONDS + 180))

@@ -154,10 +154,63 @@ pub fn interval(text: &str) -> Result<std::time::Duration, String> {
     Ok(d)
 }
 
+/// Value parser of a listen address: `ip:port`, or `host:port` resolved once at start-up
+/// (IPv4 first). A host name lets a service attached to two networks listen on one of them
+/// only: the compose file gives the router and the orchestrator an alias on the control
+/// network alone (`router-control`, `orchestrator-control`), which resolves to their address
+/// there, so nothing listens on their function-network address.
+pub fn listen_addr(text: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(a) = text.parse() {
+        return Ok(a);
+    }
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("`{text}` is not host:port"))?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(format!("`{text}` is not host:port"));
+    }
+    // The engine's DNS knows a container's own aliases from its start; a few tries cover a
+    // resolver that is slow to come up.
+    let mut last = String::new();
+    for attempt in 0..20 {
+        match text.to_socket_addrs() {
+            Ok(addrs) => {
+                let mut addrs: Vec<_> = addrs.collect();
+                addrs.sort_by_key(|a| a.is_ipv6());
+                if let Some(a) = addrs.first() {
+                    return Ok(*a);
+                }
+                last = "no address".into();
+            }
+            Err(e) => last = e.to_string(),
+        }
+        if attempt < 19 {
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+    }
+    Err(format!("cannot resolve `{host}`: {last}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn listen_addresses_take_ips_and_names() {
+        assert_eq!(
+            listen_addr("0.0.0.0:8082").map(|a| a.to_string()),
+            Ok("0.0.0.0:8082".to_string())
+        );
+        assert_eq!(
+            listen_addr("localhost:9").map(|a| a.to_string()),
+            Ok("127.0.0.1:9".to_string())
+        );
+        assert!(listen_addr("8082").is_err());
+        assert!(listen_addr("host:port").is_err());
+        assert!(listen_addr(":80").is_err());
+    }
 
     #[test]
     fn intervals_refuse_zero_and_absurd_values() {

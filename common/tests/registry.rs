@@ -821,6 +821,7 @@ fn seed_entries_parse_unchanged_with_defaults() {
             events_from: vec![],
             uses: vec![],
             auth: Default::default(),
+            egress: Default::default(),
         }
     );
     let example = reg.get("example-faas").expect("key wins as the name");
@@ -954,6 +955,7 @@ fn full_resize() -> FunctionSpec {
         events_from: vec![],
         uses: vec![],
         auth: Default::default(),
+        egress: Default::default(),
     }
 }
 

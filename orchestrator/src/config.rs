@@ -8,7 +8,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
     /// Address of the internal HTTP API (`/system/...`, `/healthz`).
-    #[arg(long, env = "SLUICE_LISTEN", default_value = "0.0.0.0:8082")]
+    #[arg(long, env = "SLUICE_LISTEN", default_value = "0.0.0.0:8082", value_parser = sluice_common::config::listen_addr)]
     pub listen: SocketAddr,
 
     /// The function registry file; reloaded when it changes.
@@ -41,6 +41,13 @@ pub struct Config {
     /// function gets its own user). Default: `SLUICE_REDIS_URL` without its credentials.
     #[arg(long, env = "SLUICE_STATE_REDIS_URL")]
     pub state_redis_url: Option<String>,
+
+    /// File holding the `default` password of the state Redis, when it is a Redis of its
+    /// own (`SLUICE_STATE_REDIS_URL` set: the compose stack's `state-redis`, the only Redis
+    /// function containers can reach). The orchestrator makes functions' users there; their
+    /// passwords derive from this one.
+    #[arg(long, env = "SLUICE_STATE_REDIS_PASSWORD_FILE")]
+    pub state_redis_password_file: Option<std::path::PathBuf>,
 
     /// Docker engine address (unix socket path or tcp://…); default: DOCKER_HOST or the local socket.
     #[arg(long, env = "SLUICE_DOCKER_HOST")]

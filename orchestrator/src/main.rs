@@ -160,14 +160,20 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
     api::auth::check_password_file(&cfg.admin_password_file)?;
     let (url, password) =
         sluice_common::config::redis_url(&cfg.redis_url, cfg.redis_password_file.as_deref())?;
-    let state_url = cfg
-        .state_redis_url
-        .clone()
-        .unwrap_or_else(|| cfg.redis_url.clone());
-    // Function-state passwords derive from the control password; without one (a Redis with
-    // no password, which anything can reach anyway) from the control URL.
-    let state_secret = password
-        .unwrap_or_else(|| cfg.redis_url.clone())
+    // Function state: a Redis of its own (the compose stack's `state-redis`, on the function
+    // network only) or, when none is set, the control Redis. Function-state passwords derive
+    // from that Redis's password; without one (a Redis with no password, which anything can
+    // reach anyway) from its URL.
+    let (state_admin_url, state_password, state_url) = match cfg.state_redis_url.clone() {
+        Some(u) => {
+            let (admin, pw) =
+                sluice_common::config::redis_url(&u, cfg.state_redis_password_file.as_deref())?;
+            (Some(admin), pw, u)
+        }
+        None => (None, password.clone(), cfg.redis_url.clone()),
+    };
+    let state_secret = state_password
+        .unwrap_or_else(|| state_url.clone())
         .into_bytes();
     cfg.redis_url = url;
     let functions_dir = cfg.functions_dir();
@@ -193,6 +199,25 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
     .await
     else {
         return Ok(());
+    };
+
+    let state_conn = match &state_admin_url {
+        None => store.connection(),
+        Some(url) => {
+            let Some(c) = with_retry("state redis", &stop, || async {
+                let client = redis::Client::open(url.as_str()).map_err(|e| {
+                    error::Error::redis("invalid state redis url", e).retryable(false)
+                })?;
+                redis::aio::ConnectionManager::new(client)
+                    .await
+                    .map_err(|e| error::Error::redis("cannot connect to the state redis", e))
+            })
+            .await
+            else {
+                return Ok(());
+            };
+            c
+        }
     };
 
     // Functions: the registry file, or, when it is invalid now, the last good one from Redis;
@@ -285,7 +310,7 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
             .unwrap_or_default(),
         builder: build::Builder::new(engine.clone(), functions_dir.clone(), cfg.image_tag.clone()),
         engine: engine.clone(),
-        state_users: state::users::StateUsers::new(store.connection(), state_secret, state_url),
+        state_users: state::users::StateUsers::new(state_conn, state_secret, state_url),
         store: store.clone(),
         http,
         dataplane: dataplane.clone(),

@@ -10,8 +10,9 @@ use sluice_common::testing::wait_for;
 use stack_support::*;
 
 /// Every service of docker-compose.yml.
-const SERVICES: [&str; 7] = [
+const SERVICES: [&str; 8] = [
     "redis",
+    "state-redis",
     "xds-connector",
     "stats-listener",
     "orchestrator",

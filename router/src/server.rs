@@ -34,10 +34,10 @@ pub struct Args {
     #[arg(long, env = "SLUICE_CONFIG")]
     pub config: Option<String>,
     /// Address the proxy listens on.
-    #[arg(long, env = "SLUICE_LISTEN", default_value = "0.0.0.0:10000")]
+    #[arg(long, env = "SLUICE_LISTEN", default_value = "0.0.0.0:10000", value_parser = sluice_common::config::listen_addr)]
     pub listen: SocketAddr,
     /// Address of the admin API.
-    #[arg(long, env = "SLUICE_ADMIN_LISTEN", default_value = "0.0.0.0:10001")]
+    #[arg(long, env = "SLUICE_ADMIN_LISTEN", default_value = "0.0.0.0:10001", value_parser = sluice_common::config::listen_addr)]
     pub admin_listen: SocketAddr,
     /// The xds-connector's gRPC address.
     #[arg(

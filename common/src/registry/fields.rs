@@ -21,6 +21,7 @@ pub(super) const ENTRY_FIELDS: &[&str] = &[
     "events_from",
     "uses",
     "auth",
+    "egress",
 ];
 /// Fields of `configuration:`.
 pub(super) const CONFIGURATION_FIELDS: &[&str] = &[

@@ -66,8 +66,8 @@ pub use ceilings::Ceilings;
 pub use error::{RegistryError, RegistryErrors};
 pub use hash::folder_content_hash;
 pub use spec::{
-    Auth, FunctionSpec, Language, Limits, RuntimeMode, Scaling, Service, State, DEFAULT_HTTP_PORT,
-    MAX_CPUS, MIN_MEMORY_BYTES, RUNTIME_PORT,
+    Auth, Egress, FunctionSpec, Language, Limits, RuntimeMode, Scaling, Service, State,
+    DEFAULT_HTTP_PORT, MAX_CPUS, MIN_MEMORY_BYTES, RUNTIME_PORT,
 };
 pub use units::{parse_duration, parse_size};
 

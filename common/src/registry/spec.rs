@@ -240,6 +240,41 @@ pub struct FunctionSpec {
     /// by default, as in OpenFaaS).
     #[serde(default, skip_serializing_if = "Auth::is_public")]
     pub auth: Auth,
+    /// Where its containers may connect beyond the platform (`egress: internet`: a second
+    /// network with a route out; `none`, the default: the function network only, which has
+    /// no route out of the machine).
+    #[serde(default, skip_serializing_if = "Egress::is_none")]
+    pub egress: Egress,
+}
+
+/// Outbound connections a function's containers may make.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Egress {
+    /// Only the platform's function network (the default).
+    #[default]
+    None,
+    /// Also anywhere the machine can route to.
+    Internet,
+}
+
+impl Egress {
+    pub const ALL: [Egress; 2] = [Egress::None, Egress::Internet];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Egress::None => "none",
+            Egress::Internet => "internet",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Egress> {
+        Egress::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    pub fn is_none(&self) -> bool {
+        *self == Egress::None
+    }
 }
 
 /// Who may call a function through the gateway.
@@ -347,6 +382,8 @@ impl FunctionSpec {
             state: State,
             #[serde(skip_serializing_if = "<[Service]>::is_empty")]
             uses: &'a [Service],
+            #[serde(skip_serializing_if = "Egress::is_none")]
+            egress: Egress,
         }
         fn is_no_state(s: &State) -> bool {
             *s == State::None
@@ -367,6 +404,7 @@ impl FunctionSpec {
             env: &self.env,
             state: self.state,
             uses: &self.uses,
+            egress: self.egress,
         };
         // Serializing plain structs, strings, numbers and a BTreeMap cannot fail; fall back to
         // the Debug rendering rather than panic if it ever did.

@@ -15,8 +15,8 @@ use super::fields::{
 };
 use super::files::{check_files, relative_path_problem};
 use super::spec::{
-    Auth, FunctionSpec, Language, Limits, RuntimeMode, Scaling, Service, State, DEFAULT_HTTP_PORT,
-    MAX_CPUS, MIN_MEMORY_BYTES, RUNTIME_PORT,
+    Auth, Egress, FunctionSpec, Language, Limits, RuntimeMode, Scaling, Service, State,
+    DEFAULT_HTTP_PORT, MAX_CPUS, MIN_MEMORY_BYTES, RUNTIME_PORT,
 };
 use super::tree::{error, Entry, Node, Pos, Value};
 use super::units::format_size;
@@ -166,6 +166,20 @@ pub(crate) fn check_entry(
         }),
         Got::Absent | Got::Bad => Auth::Public,
     };
+    let egress = match entry.string(&mut ctx, "egress") {
+        Got::Ok((text, pos)) => Egress::from_name(&text).unwrap_or_else(|| {
+            ctx.err(
+                pos,
+                Some("egress"),
+                format!(
+                    "unknown egress `{text}`; supported: {} (none, the default: no route out of the machine)",
+                    Egress::ALL.map(Egress::as_str).join(", ")
+                ),
+            );
+            Egress::None
+        }),
+        Got::Absent | Got::Bad => Egress::None,
+    };
 
     let valid = ctx.errors.len() == before;
     let spec = match config {
@@ -186,6 +200,7 @@ pub(crate) fn check_entry(
             events_from,
             uses,
             auth,
+            egress,
         }),
         _ => None,
     };

@@ -6,11 +6,11 @@
 use std::collections::HashMap;
 
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HostConfig, HostConfigLogConfig, NetworkingConfig,
-    ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, EndpointSettings, HostConfig, HostConfigLogConfig, NetworkConnectRequest,
+    NetworkingConfig, ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::CreateContainerOptionsBuilder;
-use sluice_common::registry::{FunctionSpec, RuntimeMode};
+use sluice_common::registry::{Egress, FunctionSpec, RuntimeMode};
 use sluice_common::{LABEL_FUNCTION, LABEL_MANAGED};
 
 use super::{Engine, LABEL_INSTANCE, LABEL_SPEC_HASH};
@@ -176,13 +176,37 @@ impl Engine {
             .map_err(|e| {
                 Error::docker(format!("cannot create a container for {}", spec.name), e)
             })?;
-        if let Err(e) = self.client().start_container(&created.id, None).await {
+        let started = async {
+            if spec.egress == Egress::Internet {
+                self.ensure_egress_network().await?;
+                let req = NetworkConnectRequest {
+                    container: created.id.clone(),
+                    ..Default::default()
+                };
+                self.client()
+                    .connect_network(&self.egress_network(), req)
+                    .await
+                    .map_err(|e| {
+                        Error::docker(
+                            format!(
+                                "cannot connect a container of {} to the egress network",
+                                spec.name
+                            ),
+                            e,
+                        )
+                    })?;
+            }
+            self.client()
+                .start_container(&created.id, None)
+                .await
+                .map_err(|e| {
+                    Error::docker(format!("cannot start a container for {}", spec.name), e)
+                })
+        };
+        if let Err(e) = started.await {
             // Never leave a created-but-not-started container behind.
             let _ = self.remove(&created.id).await;
-            return Err(Error::docker(
-                format!("cannot start a container for {}", spec.name),
-                e,
-            ));
+            return Err(e);
         }
         Ok(created.id)
     }

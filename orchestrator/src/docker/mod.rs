@@ -96,32 +96,48 @@ impl Engine {
             .map_err(|e| Error::docker("docker ping failed", e))
     }
 
-    /// Creates the function network if it does not exist yet.
+    /// Creates the function network if it does not exist yet: internal, so a function
+    /// reaches only what is on it.
     pub async fn ensure_network(&self) -> Result<()> {
-        match self.docker.inspect_network(&self.network, None).await {
+        self.ensure_bridge(&self.network, true).await
+    }
+
+    /// The network functions declared `egress: internet` also join: it has a route out.
+    pub fn egress_network(&self) -> String {
+        format!("{}-egress", self.network)
+    }
+
+    /// Creates the egress network if it does not exist yet.
+    pub async fn ensure_egress_network(&self) -> Result<()> {
+        self.ensure_bridge(&self.egress_network(), false).await
+    }
+
+    async fn ensure_bridge(&self, name: &str, internal: bool) -> Result<()> {
+        match self.docker.inspect_network(name, None).await {
             Ok(_) => return Ok(()),
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
             }) => {}
-            Err(e) => return Err(Error::docker("cannot inspect the function network", e)),
+            Err(e) => return Err(Error::docker(format!("cannot inspect network {name}"), e)),
         }
         let req = NetworkCreateRequest {
-            name: self.network.clone(),
+            name: name.to_string(),
             driver: Some("bridge".into()),
             attachable: Some(true),
+            internal: Some(internal),
             labels: Some(HashMap::from([(LABEL_MANAGED.to_string(), "true".into())])),
             ..Default::default()
         };
         match self.docker.create_network(req).await {
             Ok(_) => {
-                tracing::info!(network = %self.network, "created the function network");
+                tracing::info!(network = %name, internal, "created a function network");
                 Ok(())
             }
             // Someone else created it at the same moment.
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 409, ..
             }) => Ok(()),
-            Err(e) => Err(Error::docker("cannot create the function network", e)),
+            Err(e) => Err(Error::docker(format!("cannot create network {name}"), e)),
         }
     }
 

@@ -143,6 +143,7 @@ impl ComposeStack {
         docker(&[
             "network",
             "create",
+            "--internal",
             "--label",
             "sluice.managed=true",
             &s.network,
@@ -304,5 +305,6 @@ impl Drop for ComposeStack {
             docker(&["rm", "-f", id]);
         }
         docker(&["network", "rm", &self.network]);
+        docker(&["network", "rm", &format!("{}-egress", self.network)]);
     }
 }

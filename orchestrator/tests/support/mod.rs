@@ -177,6 +177,7 @@ impl Drop for Stack {
             docker(&["rm", "-f", id]);
         }
         docker(&["network", "rm", &self.network]);
+        docker(&["network", "rm", &format!("{}-egress", self.network)]);
     }
 }
 
