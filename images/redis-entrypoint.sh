@@ -12,6 +12,13 @@ if [ ! -s "$secret" ]; then
   od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$secret.tmp"
   mv "$secret.tmp" "$secret"
 fi
+# The control stack's redis also makes the xds-connector's API token (SLUICE_XDS_TOKEN_FILE, in
+# the `xds-secret` volume that the connector and its clients mount read-only).
+if [ -n "${SLUICE_XDS_TOKEN_FILE:-}" ] && [ ! -s "$SLUICE_XDS_TOKEN_FILE" ]; then
+  umask 022
+  od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$SLUICE_XDS_TOKEN_FILE.tmp"
+  mv "$SLUICE_XDS_TOKEN_FILE.tmp" "$SLUICE_XDS_TOKEN_FILE"
+fi
 hash=$(tr -d '\n' <"$secret" | sha256sum | cut -d' ' -f1)
 umask 077
 {

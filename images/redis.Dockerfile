@@ -5,7 +5,7 @@ FROM sluice/base:${SLUICE_VERSION}
 RUN apt-get update \
  && apt-get install -y --no-install-recommends redis-server redis-tools \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log /usr/share/doc/* /usr/share/man/* \
- && mkdir -p /data /run/sluice-secret && chown redis:redis /data /run/sluice-secret
+ && mkdir -p /data /run/sluice-secret /run/sluice-xds && chown redis:redis /data /run/sluice-secret /run/sluice-xds
 COPY redis-entrypoint.sh /usr/local/bin/sluice-redis
 USER redis
 WORKDIR /data

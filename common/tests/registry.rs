@@ -663,6 +663,14 @@ fn bad_files_report_exact_errors() {
             ],
         ),
         (
+            "unknown auth and egress",
+            head_plus("  auth: password\n  egress: everywhere\n"),
+            vec![
+                want(Some("hello"), Some("auth"), 7, 9, &["unknown auth `password`", "public, key"]),
+                want(Some("hello"), Some("egress"), 8, 11, &["unknown egress `everywhere`", "none, internet"]),
+            ],
+        ),
+        (
             "events_from a function without state",
             format!("{}  state: redis\n  events_from: [other]\nother:\n  version: 0.1\n  configuration:\n    programing_language: python\n    base_function_file_name: handler.py\n    function_folder: hello\n", OK_HEAD),
             vec![want(Some("hello"), Some("events_from"), 8, 17, &["no event stream"])],

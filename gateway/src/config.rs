@@ -41,6 +41,10 @@ pub struct Config {
     )]
     pub xds_server: String,
 
+    /// File holding the xds-connector's token (unset: none is sent).
+    #[arg(long, env = "SLUICE_XDS_TOKEN_FILE")]
+    pub xds_token_file: Option<std::path::PathBuf>,
+
     /// This gateway's xDS node id [default: gateway-<hostname>].
     #[arg(long, env = "SLUICE_NODE_ID")]
     pub node_id: Option<String>,

@@ -59,6 +59,12 @@ const WAKE_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// or after pingora's own shutdown.
 pub fn run(cfg: Config) -> Result<(), GatewayError> {
     check_listen(&cfg.listen)?;
+    let xds_token = cfg
+        .xds_token_file
+        .as_deref()
+        .map(sluice_common::xds::read_token)
+        .transpose()
+        .map_err(|e| GatewayError::new(ErrorKind::Config, e))?;
     let router = Arc::new(UpstreamAddr::parse("router", &cfg.router)?);
     let orchestrator = Arc::new(UpstreamAddr::parse("orchestrator", &cfg.orchestrator)?);
     let waker = Waker::new(&cfg.orchestrator, WAKE_CALL_TIMEOUT)?;
@@ -83,7 +89,7 @@ pub fn run(cfg: Config) -> Result<(), GatewayError> {
     let sub = control.block_on(async {
         router.refresh().await;
         orchestrator.refresh().await;
-        xds::subscribe(&cfg.xds_server, &node_id, stop.clone())
+        xds::subscribe(&cfg.xds_server, &node_id, xds_token, stop.clone())
     });
     router.spawn_refresh(control.handle());
     orchestrator.spawn_refresh(control.handle());

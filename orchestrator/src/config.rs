@@ -145,6 +145,10 @@ pub struct Config {
     #[arg(long, env = "SLUICE_MDF_SCALE_DOWN_AT", default_value_t = 0.5)]
     pub mdf_scale_down_at: f64,
 
+    /// File holding the xds-connector's token (sent with every REST call to it; unset: none).
+    #[arg(long, env = "SLUICE_XDS_TOKEN_FILE")]
+    pub xds_token_file: Option<std::path::PathBuf>,
+
     /// File holding the admin password (basic auth as `admin` on every `/system` route;
     /// its first line, at least 12 characters). Read at each check, so replacing it rotates
     /// the password with no restart. `make up` generates it.

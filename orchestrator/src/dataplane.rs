@@ -24,6 +24,8 @@ pub struct Endpoint {
 pub struct DataPlane {
     http: reqwest::Client,
     xds: Option<String>,
+    /// `authorization` of every call to the xds-connector (its token), if any.
+    xds_auth: Option<String>,
     routers: Vec<String>,
     /// Longest wait for in-flight requests of a removed replica (beyond the call timeout).
     drain_slack: Duration,
@@ -33,12 +35,14 @@ impl DataPlane {
     pub fn new(
         http: reqwest::Client,
         xds: Option<String>,
+        xds_token: Option<String>,
         routers: Vec<String>,
         drain_slack: Duration,
     ) -> Self {
         DataPlane {
             http,
             xds: xds.map(|u| u.trim_end_matches('/').to_string()),
+            xds_auth: xds_token.map(|t| sluice_common::xds::bearer(&t)),
             routers: routers
                 .into_iter()
                 .map(|u| u.trim_end_matches('/').to_string())
@@ -50,6 +54,15 @@ impl DataPlane {
 
     pub fn enabled(&self) -> bool {
         self.xds.is_some()
+    }
+
+    /// `req` with the xds-connector's token (never sent anywhere else: the same client probes
+    /// function containers).
+    fn to_xds(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.xds_auth {
+            Some(a) => req.header(reqwest::header::AUTHORIZATION, a),
+            None => req,
+        }
     }
 
     fn drain_timeout(&self, spec: &FunctionSpec) -> Duration {
@@ -83,15 +96,15 @@ impl DataPlane {
             })).collect::<Vec<_>>(),
         });
         let url = format!("{xds}/v1/functions/{}", spec.name);
-        self.send(self.http.put(&url).json(&body), &url).await
+        self.send(self.to_xds(self.http.put(&url)).json(&body), &url)
+            .await
     }
 
     pub async fn delete_function(&self, name: &str) -> Result<()> {
         let Some(xds) = &self.xds else { return Ok(()) };
         let url = format!("{xds}/v1/functions/{name}");
         match self
-            .http
-            .delete(&url)
+            .to_xds(self.http.delete(&url))
             .timeout(Duration::from_secs(5))
             .send()
             .await
@@ -114,8 +127,7 @@ impl DataPlane {
         let Some(xds) = &self.xds else { return Ok(()) };
         let url = format!("{xds}/v1/snapshot");
         let snap: Value = self
-            .http
-            .get(&url)
+            .to_xds(self.http.get(&url))
             .timeout(Duration::from_secs(5))
             .send()
             .await

@@ -260,9 +260,16 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
         .pool_max_idle_per_host(2)
         .build()?;
     let pool_http = http.clone();
+    let xds_token = cfg
+        .xds_token_file
+        .as_deref()
+        .map(sluice_common::xds::read_token)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!(e))?;
     let dataplane = dataplane::DataPlane::new(
         http.clone(),
         cfg.xds_rest.clone().filter(|u| !u.is_empty()),
+        xds_token,
         cfg.router_admin.clone(),
         cfg.drain_slack,
     );

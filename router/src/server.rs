@@ -46,6 +46,9 @@ pub struct Args {
         default_value = "http://127.0.0.1:18000"
     )]
     pub xds_server: String,
+    /// File holding the xds-connector's token (unset: none is sent).
+    #[arg(long, env = "SLUICE_XDS_TOKEN_FILE")]
+    pub xds_token_file: Option<std::path::PathBuf>,
     /// Node id shown by the control plane [default: router-<hostname>].
     #[arg(long, env = "SLUICE_NODE_ID")]
     pub node_id: Option<String>,
@@ -113,6 +116,12 @@ pub fn run(args: Args) -> i32 {
 
 async fn serve(args: Args) -> Result<(), RouterError> {
     let node_id = args.node_id();
+    let xds_token = args
+        .xds_token_file
+        .as_deref()
+        .map(sluice_common::xds::read_token)
+        .transpose()
+        .map_err(|e| RouterError::new(ErrorKind::Startup, e))?;
     let admin_listener = tokio::net::TcpListener::bind(args.admin_listen)
         .await
         .map_err(|e| {
@@ -141,6 +150,7 @@ async fn serve(args: Args) -> Result<(), RouterError> {
             server: args.xds_server.clone(),
             node_id: node_id.clone(),
             node_kind: "router".to_string(),
+            token: xds_token,
         },
         validate::validate,
         stop.clone(),

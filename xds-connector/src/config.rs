@@ -35,6 +35,11 @@ pub struct Config {
     #[arg(long, env = "SLUICE_REDIS_PASSWORD_FILE")]
     pub redis_password_file: Option<std::path::PathBuf>,
 
+    /// File holding the token both APIs require (`authorization: Bearer <token>` on the gRPC
+    /// stream and on every REST path but `/healthz`). Unset: the APIs are open (logged).
+    #[arg(long, env = "SLUICE_XDS_TOKEN_FILE")]
+    pub token_file: Option<std::path::PathBuf>,
+
     /// Name of this Sluice installation; prefix of the Redis keys.
     #[arg(long, env = "SLUICE_INSTANCE", default_value = "sluice")]
     pub instance: String,

@@ -17,17 +17,33 @@ pub struct Ctx {
     pub stats: Arc<Stats>,
     /// Cancelled on SIGTERM: servers stop accepting, streams close.
     pub shutdown: CancellationToken,
+    /// The token both APIs require, if any (see [`sluice_common::xds::ENV_TOKEN_FILE`]).
+    pub token: Option<String>,
     nonces: AtomicU64,
 }
 
 impl Ctx {
-    pub fn new(store: Store, stats: Arc<Stats>, shutdown: CancellationToken) -> Ctx {
+    pub fn new(
+        store: Store,
+        stats: Arc<Stats>,
+        shutdown: CancellationToken,
+        token: Option<String>,
+    ) -> Ctx {
         Ctx {
             store,
             clients: Arc::new(Registry::default()),
             stats,
             shutdown,
+            token,
             nonces: AtomicU64::new(0),
+        }
+    }
+
+    /// True when `authorization` carries the token (always, when there is none).
+    pub fn authorized(&self, authorization: Option<&str>) -> bool {
+        match &self.token {
+            None => true,
+            Some(t) => sluice_common::xds::token_matches(authorization, t),
         }
     }
 

@@ -62,7 +62,22 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(cfg)) {
+    let token = match cfg
+        .token_file
+        .as_deref()
+        .map(sluice_common::xds::read_token)
+    {
+        None => {
+            tracing::warn!("no SLUICE_XDS_TOKEN_FILE: the gRPC and REST APIs take any caller");
+            None
+        }
+        Some(Ok(t)) => Some(t),
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "invalid settings");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(run(cfg, token)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e.chain(), "xds-connector failed");
@@ -71,7 +86,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cfg: Config) -> Result<()> {
+async fn run(cfg: Config, token: Option<String>) -> Result<()> {
     let shutdown = sluice_common::shutdown::token();
 
     let stats = Arc::new(Stats::default());
@@ -83,6 +98,7 @@ async fn run(cfg: Config) -> Result<()> {
         Store::new(initial, persist, stats.clone()),
         stats,
         shutdown.clone(),
+        token,
     ));
 
     let bind = |addr| async move {

@@ -18,6 +18,7 @@ fn config(c: &Connector, node: &str) -> ClientConfig {
         server: c.grpc(),
         node_id: node.into(),
         node_kind: "router".into(),
+        token: None,
     }
 }
 
@@ -451,6 +452,7 @@ async fn a_client_that_cannot_connect_reports_it_and_keeps_trying() {
             server: format!("http://127.0.0.1:{port}"),
             node_id: "router-alone".into(),
             node_kind: "router".into(),
+            token: None,
         },
         client::validate_basic,
         stop.clone(),

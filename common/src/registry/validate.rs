@@ -127,23 +127,15 @@ pub(crate) fn check_entry(
         Some(e) => check_env(&mut ctx, e),
         None => BTreeMap::new(),
     };
-    let state = match entry.string(&mut ctx, "state") {
-        Got::Ok((text, pos)) => match State::from_name(&text) {
-            Some(s) => s,
-            None => {
-                ctx.err(
-                    pos,
-                    Some("state"),
-                    format!(
-                        "unknown state `{text}`; supported: {}",
-                        State::ALL.map(State::as_str).join(", ")
-                    ),
-                );
-                State::None
-            }
-        },
-        Got::Absent | Got::Bad => State::None,
-    };
+    let state = choice(
+        &mut ctx,
+        &entry,
+        "state",
+        State::from_name,
+        &State::ALL.map(State::as_str),
+        "",
+    )
+    .unwrap_or(State::None);
     let events_from = match entry.get("events_from") {
         Some(e) => check_events_from(&mut ctx, e, key, state),
         None => Vec::new(),
@@ -152,34 +144,24 @@ pub(crate) fn check_entry(
         Some(e) => check_uses(&mut ctx, e),
         None => Vec::new(),
     };
-    let auth = match entry.string(&mut ctx, "auth") {
-        Got::Ok((text, pos)) => Auth::from_name(&text).unwrap_or_else(|| {
-            ctx.err(
-                pos,
-                Some("auth"),
-                format!(
-                    "unknown auth `{text}`; supported: {} (`key`: callers need an API key with the invoke scope)",
-                    Auth::ALL.map(Auth::as_str).join(", ")
-                ),
-            );
-            Auth::Public
-        }),
-        Got::Absent | Got::Bad => Auth::Public,
-    };
-    let egress = match entry.string(&mut ctx, "egress") {
-        Got::Ok((text, pos)) => Egress::from_name(&text).unwrap_or_else(|| {
-            ctx.err(
-                pos,
-                Some("egress"),
-                format!(
-                    "unknown egress `{text}`; supported: {} (none, the default: no route out of the machine)",
-                    Egress::ALL.map(Egress::as_str).join(", ")
-                ),
-            );
-            Egress::None
-        }),
-        Got::Absent | Got::Bad => Egress::None,
-    };
+    let auth = choice(
+        &mut ctx,
+        &entry,
+        "auth",
+        Auth::from_name,
+        &Auth::ALL.map(Auth::as_str),
+        " (`key`: callers need an API key with the invoke scope)",
+    )
+    .unwrap_or(Auth::Public);
+    let egress = choice(
+        &mut ctx,
+        &entry,
+        "egress",
+        Egress::from_name,
+        &Egress::ALL.map(Egress::as_str),
+        " (none, the default: no route out of the machine)",
+    )
+    .unwrap_or(Egress::None);
 
     let valid = ctx.errors.len() == before;
     let spec = match config {
@@ -803,6 +785,33 @@ fn check_events_from(ctx: &mut Ctx<'_>, e: &Entry, key: &str, state: State) -> V
         }
     }
     out
+}
+
+/// A field naming one of `names` (`from_name` parses it): `None` when it is absent, or
+/// refused with "unknown <field> `x`; supported: ..." and `hint`.
+fn choice<T>(
+    ctx: &mut Ctx<'_>,
+    entry: &Section,
+    field: &str,
+    from_name: fn(&str) -> Option<T>,
+    names: &[&str],
+    hint: &str,
+) -> Option<T> {
+    let Got::Ok((text, pos)) = entry.string(ctx, field) else {
+        return None;
+    };
+    let got = from_name(&text);
+    if got.is_none() {
+        ctx.err(
+            pos,
+            Some(field),
+            format!(
+                "unknown {field} `{text}`; supported: {}{hint}",
+                names.join(", ")
+            ),
+        );
+    }
+    got
 }
 
 /// `uses: [service, ...]`: platform services from [`Service::ALL`], each once.

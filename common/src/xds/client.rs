@@ -61,6 +61,8 @@ pub struct ClientConfig {
     pub node_id: String,
     /// `"router"` or `"gateway"`.
     pub node_kind: String,
+    /// The connector's token ([`super::ENV_TOKEN_FILE`]), sent as `authorization` metadata.
+    pub token: Option<String>,
 }
 
 /// The client's view of its connection to the control plane.
@@ -228,10 +230,16 @@ impl Task {
             // The receiver is alive: it is right here.
             let _ = out_tx.send(req);
         }
-        let mut inbound = match client
-            .stream_aggregated_resources(UnboundedReceiverStream::new(out_rx))
-            .await
-        {
+        let mut request = tonic::Request::new(UnboundedReceiverStream::new(out_rx));
+        if let Some(t) = &self.cfg.token {
+            match super::bearer(t).parse() {
+                Ok(v) => {
+                    request.metadata_mut().insert("authorization", v);
+                }
+                Err(_) => return fail("the xDS token is not a valid header value".into()),
+            }
+        }
+        let mut inbound = match client.stream_aggregated_resources(request).await {
             Ok(r) => r.into_inner(),
             Err(status) => return fail(format!("stream refused: {status}")),
         };

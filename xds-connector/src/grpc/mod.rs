@@ -45,6 +45,14 @@ impl AggregatedDiscoveryService for Service {
             return Err(Status::unavailable("xds-connector is shutting down"));
         }
         let peer = request.remote_addr();
+        let auth = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        if !self.ctx.authorized(auth) {
+            tracing::warn!(peer = ?peer, "xDS stream refused: no or wrong token");
+            return Err(Status::unauthenticated("the xDS token is missing or wrong"));
+        }
         let (tx, rx) = mpsc::channel(RESPONSE_BUFFER);
         let task = ClientStream::new(self.ctx.clone(), peer, tx);
         tokio::spawn(task.run(request.into_inner()));

@@ -89,8 +89,31 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(ctx.clone(), require_token))
         .layer(middleware::from_fn_with_state(ctx.clone(), count_malformed))
         .with_state(ctx)
+}
+
+/// Every path but `/healthz` needs the token, when one is set: 401 otherwise.
+async fn require_token(State(ctx): State<Arc<Ctx>>, req: Request, next: Next) -> Response {
+    let auth = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if req.uri().path() == "/healthz" || ctx.authorized(auth) {
+        return next.run(req).await;
+    }
+    tracing::warn!(method = %req.method(), path = %req.uri().path(), "REST call refused: no or wrong token");
+    let mut r = (
+        StatusCode::UNAUTHORIZED,
+        Json(error::body("the xDS token is missing or wrong", None)),
+    )
+        .into_response();
+    r.headers_mut().insert(
+        axum::http::header::WWW_AUTHENTICATE,
+        axum::http::HeaderValue::from_static("Bearer realm=\"sluice-xds\""),
+    );
+    r
 }
 
 async fn not_found(method: Method, uri: Uri) -> (StatusCode, Json<Value>) {

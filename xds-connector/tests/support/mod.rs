@@ -44,13 +44,55 @@ impl Connector {
         grpc_port: u16,
         rest_port: u16,
     ) -> Connector {
+        Connector::spawn(redis_url, instance, grpc_port, rest_port, None).await
+    }
+
+    /// Starts a connector that requires the token in `token_file` (which holds `token`); this
+    /// harness's own REST calls send it.
+    pub async fn start_with_token(
+        redis: &RedisServer,
+        instance: &str,
+        token_file: &std::path::Path,
+        token: &str,
+    ) -> Connector {
+        Connector::spawn(
+            &redis.url(),
+            instance,
+            free_port(),
+            free_port(),
+            Some((token_file, token)),
+        )
+        .await
+    }
+
+    async fn spawn(
+        redis_url: &str,
+        instance: &str,
+        grpc_port: u16,
+        rest_port: u16,
+        token: Option<(&std::path::Path, &str)>,
+    ) -> Connector {
         let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{instance}.log"));
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)
             .expect("open the connector log");
-        let child = Command::new(env!("CARGO_BIN_EXE_xds-connector"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_xds-connector"));
+        let mut headers = reqwest::header::HeaderMap::new();
+        match token {
+            Some((file, t)) => {
+                cmd.env("SLUICE_XDS_TOKEN_FILE", file);
+                headers.insert(
+                    reqwest::header::AUTHORIZATION,
+                    sluice_common::xds::bearer(t).parse().expect("header"),
+                );
+            }
+            None => {
+                cmd.env_remove("SLUICE_XDS_TOKEN_FILE");
+            }
+        }
+        let child = cmd
             .env("SLUICE_GRPC_LISTEN", format!("127.0.0.1:{grpc_port}"))
             .env("SLUICE_REST_LISTEN", format!("127.0.0.1:{rest_port}"))
             .env("SLUICE_REDIS_URL", redis_url)
@@ -68,7 +110,10 @@ impl Connector {
             instance: instance.to_string(),
             redis_url: redis_url.to_string(),
             log,
-            http: reqwest::Client::new(),
+            http: reqwest::Client::builder()
+                .default_headers(headers)
+                .build()
+                .expect("client"),
         };
         c.wait_ready().await;
         c
