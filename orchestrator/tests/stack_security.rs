@@ -14,15 +14,16 @@ use sluice_common::testing::wait_for;
 use stack_support::*;
 
 fn registry() -> String {
-    let entry = |name: &str, extra: &str| {
+    let entry = |name: &str, folder: &str, extra: &str| {
         format!(
-            "{name}:\n  version: 0.1\n  configuration:\n    programing_language: python\n    base_function_file_name: handler.py\n    function_folder: hello\n{extra}"
+            "{name}:\n  version: 0.1\n  configuration:\n    programing_language: python\n    base_function_file_name: handler.py\n    function_folder: {folder}\n{extra}"
         )
     };
     [
-        entry("hello", ""),
-        entry("private", "  auth: key\n"),
-        entry("open", "  egress: internet\n"),
+        entry("hello", "hello", ""),
+        // Answers the headers it got (orchestrator/tests/functions/headers-probe).
+        entry("private", "headers-probe", "  auth: key\n"),
+        entry("open", "hello", "  egress: internet\n"),
     ]
     .join("")
 }
@@ -300,6 +301,26 @@ async fn the_control_api_and_private_functions_need_the_right_credentials() {
         );
     }
 
+    // The xds-connector, as deployed, wants its token: its own health probe (no token) is
+    // refused on the snapshot and served on /healthz. Routing works, so the services that
+    // hold the token use it.
+    let xds = s.service("xds-connector");
+    let probe = |path: &str| {
+        std::process::Command::new("docker")
+            .args(["exec", &xds, "/usr/local/bin/xds-connector", "healthcheck"])
+            .arg(format!("http://127.0.0.1:8081{path}"))
+            .output()
+            .expect("docker exec")
+    };
+    assert!(probe("/healthz").status.success());
+    let refused = probe("/v1/snapshot");
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("401")
+            || String::from_utf8_lossy(&refused.stdout).contains("401"),
+        "{refused:?}"
+    );
+
     // Keys carry scopes.
     let (deploy_id, deploy) = new_key(&s, &admin, "ci", &["deploy"]).await;
     let (invoke_id, invoke) = new_key(&s, &admin, "client", &["invoke"]).await;
@@ -342,9 +363,16 @@ async fn the_control_api_and_private_functions_need_the_right_credentials() {
     assert!(h.contains_key(reqwest::header::WWW_AUTHENTICATE));
     let (st, _, text) = call(&s, Method::GET, "/private", Some(&bearer(&deploy)), None).await;
     assert_eq!(st, StatusCode::FORBIDDEN, "{text}");
+    // The credential that let the call in is the platform's: the function never sees it.
     for a in [bearer(&invoke), admin.clone()] {
         let (st, _, text) = call(&s, Method::GET, "/private", Some(&a), None).await;
         assert_eq!(st, StatusCode::OK, "{text}");
+        let seen: Value = serde_json::from_str(&text).expect("headers as JSON");
+        assert!(seen.get("authorization").is_none(), "{seen}");
+        assert!(
+            seen.get("user-agent").is_some() || seen.get("host").is_some(),
+            "{seen}"
+        );
     }
 
     // Revoked keys stop working: at once on /system, within the gateway's 5 s on calls.

@@ -43,6 +43,7 @@ pub async fn forward(
         name,
         upstream_path,
         read_timeout,
+        strip_credentials,
     } = &ctx.target
     else {
         return Error::e_explain(ErrorType::InternalError, "buffered body without a function");
@@ -64,7 +65,7 @@ pub async fn forward(
     for h in HOP_BY_HOP {
         req.remove_header(h);
     }
-    Gateway::rewrite_for_router(&mut req, name, upstream_path)?;
+    Gateway::rewrite_for_router(&mut req, name, upstream_path, *strip_credentials)?;
     req.insert_header("Content-Length", body.len().to_string())?;
 
     // A pooled connection may have been closed by the router while idle: one more try on

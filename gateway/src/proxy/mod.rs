@@ -113,6 +113,8 @@ pub enum Target {
         name: String,
         upstream_path: String,
         read_timeout: Duration,
+        /// The call was let in on a platform credential (`auth: key`): it is not passed on.
+        strip_credentials: bool,
     },
 }
 
@@ -281,6 +283,7 @@ impl Gateway {
             name,
             upstream_path: call.upstream_path,
             read_timeout: view.timeout + self.settings.upstream_slack,
+            strip_credentials: view.require_key,
         };
         Ok(body)
     }
@@ -399,7 +402,12 @@ impl Gateway {
         req: &mut RequestHeader,
         name: &str,
         upstream_path: &str,
+        strip_credentials: bool,
     ) -> pingora::Result<()> {
+        if strip_credentials {
+            // An invoke key (or the admin's password) is the platform's, never the function's.
+            req.remove_header(&http::header::AUTHORIZATION);
+        }
         let uri: http::Uri = upstream_path.parse().map_err(|e| {
             Error::because(
                 ErrorType::InvalidHTTPHeader,
@@ -582,8 +590,11 @@ impl ProxyHttp for Gateway {
             Target::Function {
                 name,
                 upstream_path,
+                strip_credentials,
                 ..
-            } => Self::rewrite_for_router(upstream_request, name, upstream_path),
+            } => {
+                Self::rewrite_for_router(upstream_request, name, upstream_path, *strip_credentials)
+            }
             Target::Orchestrator => {
                 upstream_request.remove_header(FUNCTION_HEADER);
                 // The orchestrator counts failed attempts per client address: ours, always
