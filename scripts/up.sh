@@ -17,7 +17,9 @@ if [ ! -s "$secrets/admin-password" ]; then
     echo >>"$secrets/admin-password.tmp" && mv "$secrets/admin-password.tmp" "$secrets/admin-password")
   echo "[up] generated the admin password into $secrets/admin-password (user: admin)"
 fi
-export SLUICE_SECRETS_DIR=$secrets
+# Absolute: compose would take a bare relative name for a named volume.
+SLUICE_SECRETS_DIR=$(cd "$secrets" && pwd)
+export SLUICE_SECRETS_DIR
 net=${SLUICE_NETWORK:-sluice}
 # The function network is internal (no route out of the machine; see docker-compose.yml). One
 # made by an older Sluice is not: it is remade when nothing is attached to it.
