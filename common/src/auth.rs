@@ -180,6 +180,12 @@ pub fn key_matches(secret: &str, stored: &str) -> bool {
     ct_eq(secret_hash(secret).as_bytes(), stored.as_bytes())
 }
 
+/// A credential file's value: its first line, trimmed (the admin password, the xDS token).
+pub fn read_secret_line(path: &std::path::Path) -> std::io::Result<String> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(text.lines().next().unwrap_or("").trim().to_string())
+}
+
 /// Redis hash of the API keys of `instance`: key id → [`KeyRecord`] JSON.
 pub fn keys_key(instance: &str) -> String {
     format!("{instance}:apikeys")

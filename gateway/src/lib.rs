@@ -59,11 +59,7 @@ const WAKE_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// or after pingora's own shutdown.
 pub fn run(cfg: Config) -> Result<(), GatewayError> {
     check_listen(&cfg.listen)?;
-    let xds_token = cfg
-        .xds_token_file
-        .as_deref()
-        .map(sluice_common::xds::read_token)
-        .transpose()
+    let xds_token = sluice_common::xds::token_from(cfg.xds_token_file.as_deref())
         .map_err(|e| GatewayError::new(ErrorKind::Config, e))?;
     let router = Arc::new(UpstreamAddr::parse("router", &cfg.router)?);
     let orchestrator = Arc::new(UpstreamAddr::parse("orchestrator", &cfg.orchestrator)?);

@@ -260,11 +260,7 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
         .pool_max_idle_per_host(2)
         .build()?;
     let pool_http = http.clone();
-    let xds_token = cfg
-        .xds_token_file
-        .as_deref()
-        .map(sluice_common::xds::read_token)
-        .transpose()
+    let xds_token = sluice_common::xds::token_from(cfg.xds_token_file.as_deref())
         .map_err(|e| anyhow::anyhow!(e))?;
     let dataplane = dataplane::DataPlane::new(
         http.clone(),

@@ -116,11 +116,7 @@ pub fn run(args: Args) -> i32 {
 
 async fn serve(args: Args) -> Result<(), RouterError> {
     let node_id = args.node_id();
-    let xds_token = args
-        .xds_token_file
-        .as_deref()
-        .map(sluice_common::xds::read_token)
-        .transpose()
+    let xds_token = sluice_common::xds::token_from(args.xds_token_file.as_deref())
         .map_err(|e| RouterError::new(ErrorKind::Startup, e))?;
     let admin_listener = tokio::net::TcpListener::bind(args.admin_listen)
         .await

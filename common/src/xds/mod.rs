@@ -38,9 +38,8 @@ pub const MIN_TOKEN_LEN: usize = 32;
 
 /// Reads the token: the file's first line, trimmed, at least [`MIN_TOKEN_LEN`] characters.
 pub fn read_token(path: &std::path::Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(path)
+    let token = crate::auth::read_secret_line(path)
         .map_err(|e| format!("cannot read the xDS token from {}: {e}", path.display()))?;
-    let token = text.lines().next().unwrap_or("").trim().to_string();
     if token.len() < MIN_TOKEN_LEN {
         return Err(format!(
             "the xDS token in {} is shorter than {MIN_TOKEN_LEN} characters",
@@ -50,6 +49,11 @@ pub fn read_token(path: &std::path::Path) -> Result<String, String> {
     Ok(token)
 }
 
+/// The token of a service's `SLUICE_XDS_TOKEN_FILE` setting, if it has one.
+pub fn token_from(path: Option<&std::path::Path>) -> Result<Option<String>, String> {
+    path.map(read_token).transpose()
+}
+
 /// The `authorization` value a client sends.
 pub fn bearer(token: &str) -> String {
     format!("Bearer {token}")
@@ -57,12 +61,10 @@ pub fn bearer(token: &str) -> String {
 
 /// True when `authorization` is `Bearer <token>` (constant-time over digests).
 pub fn token_matches(authorization: Option<&str>, token: &str) -> bool {
-    use sha2::{Digest, Sha256};
     let given = authorization
         .and_then(|a| a.strip_prefix("Bearer "))
         .unwrap_or("");
-    let d = |s: &str| Sha256::digest(s.as_bytes());
-    crate::auth::ct_eq(&d(given), &d(token)) && !given.is_empty()
+    crate::auth::password_matches(given, token) && !given.is_empty()
 }
 
 #[cfg(test)]

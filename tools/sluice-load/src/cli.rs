@@ -233,10 +233,9 @@ pub fn resolve(args: Args, duration_given: bool) -> Result<Settings, String> {
         quiet: args.quiet,
         call_auth: call_auth.clone(),
         system_auth: call_auth.or_else(|| {
-            let text = std::fs::read_to_string(&args.admin_password_file).ok()?;
-            let password = text.lines().next()?.trim();
+            let password = sluice_common::auth::read_secret_line(&args.admin_password_file).ok()?;
             (!password.is_empty())
-                .then(|| sluice_common::auth::basic(sluice_common::auth::ADMIN_USER, password))
+                .then(|| sluice_common::auth::basic(sluice_common::auth::ADMIN_USER, &password))
         }),
     })
 }

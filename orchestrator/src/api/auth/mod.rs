@@ -168,7 +168,7 @@ impl Guard {
     async fn check(&self, c: Credential) -> Result<Principal, Denied> {
         match c {
             Credential::Basic { user, password } => {
-                let expected = read_password(&self.password_file).map_err(|e| {
+                let expected = auth::read_secret_line(&self.password_file).map_err(|e| {
                     tracing::error!(file = %self.password_file.display(), error = %e,
                         "cannot read the admin password");
                     Denied::Unavailable("the admin password cannot be read")
@@ -218,15 +218,9 @@ fn client(headers: &HeaderMap, peer: Option<SocketAddr>) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// Reads the admin password file: its first line, trimmed.
-pub fn read_password(path: &std::path::Path) -> std::io::Result<String> {
-    let text = std::fs::read_to_string(path)?;
-    Ok(text.lines().next().unwrap_or("").trim().to_string())
-}
-
 /// Start-up check of the admin password file, with what to do when it is not usable.
 pub fn check_password_file(path: &std::path::Path) -> anyhow::Result<()> {
-    let p = read_password(path).map_err(|e| {
+    let p = auth::read_secret_line(path).map_err(|e| {
         anyhow::anyhow!(
             "cannot read the admin password from {} ({e}); `make up` generates it into \
              secrets/admin-password (SLUICE_ADMIN_PASSWORD_FILE names another file)",
@@ -245,10 +239,10 @@ pub fn check_password_file(path: &std::path::Path) -> anyhow::Result<()> {
 /// The scope a `/system` route needs: keys and secrets are the admin's; the rest is deploy.
 pub fn scope_for(path: &str) -> Scope {
     let admin_only = ["/system/keys", "/system/secrets"];
-    if admin_only
-        .iter()
-        .any(|p| path == *p || path.starts_with(&format!("{p}/")))
-    {
+    if admin_only.iter().any(|p| {
+        path.strip_prefix(p)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }) {
         Scope::Admin
     } else {
         Scope::Deploy
@@ -328,7 +322,7 @@ mod tests {
         std::fs::write(&f, "a-long-enough-password\n").unwrap_or_else(|e| panic!("{e}"));
         assert!(check_password_file(&f).is_ok());
         assert_eq!(
-            read_password(&f).unwrap_or_default(),
+            auth::read_secret_line(&f).unwrap_or_default(),
             "a-long-enough-password"
         );
     }
