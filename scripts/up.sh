@@ -5,18 +5,22 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if docker compose version >/dev/null 2>&1; then COMPOSE=(docker compose); else COMPOSE=(docker-compose); fi
 scripts/images.sh
-# The admin password of /system/* (basic auth as `admin`): made once, kept across restarts.
+# Made once, kept across restarts, in a folder only the user can read: the admin password of
+# /system/* (basic auth as `admin`) and the key function secrets are sealed with at rest.
 secrets=${SLUICE_SECRETS_DIR:-secrets}
-if [ ! -s "$secrets/admin-password" ]; then
-  if [ -d "$secrets/admin-password" ]; then
-    echo "[up] $secrets/admin-password is a folder (the engine made it when the stack was started without it); remove it and run make up again" >&2
+make_secret() { # file random-bytes what
+  local f=$secrets/$1
+  [ -s "$f" ] && return 0
+  if [ -d "$f" ]; then
+    echo "[up] $f is a folder (the engine made it when the stack was started without it); remove it and run make up again" >&2
     exit 1
   fi
   (umask 077 && mkdir -p "$secrets" && chmod 700 "$secrets" &&
-    od -An -tx1 -N24 /dev/urandom | tr -d ' \n' >"$secrets/admin-password.tmp" &&
-    echo >>"$secrets/admin-password.tmp" && mv "$secrets/admin-password.tmp" "$secrets/admin-password")
-  echo "[up] generated the admin password into $secrets/admin-password (user: admin)"
-fi
+    od -An -tx1 -N"$2" /dev/urandom | tr -d ' \n' >"$f.tmp" && echo >>"$f.tmp" && mv "$f.tmp" "$f")
+  echo "[up] generated $3 into $f"
+}
+make_secret admin-password 24 "the admin password (user: admin)"
+make_secret secrets-key 32 "the key function secrets are sealed with (keep a copy: without it they cannot be read)"
 # Absolute: compose would take a bare relative name for a named volume.
 SLUICE_SECRETS_DIR=$(cd "$secrets" && pwd)
 export SLUICE_SECRETS_DIR

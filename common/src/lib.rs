@@ -10,6 +10,7 @@
 //! * [`sip`] — the SIP contract: protobuf events to SIP handler functions, actions back.
 //! * [`state`] — function state in Redis: ACL user, key prefix and credentials per function.
 //! * [`mdf`] — the MDF relay pool as functions see it: control URLs and token.
+//! * [`secrets`] — function secrets: names, where a function reads them, size bounds.
 #![forbid(unsafe_code)]
 
 pub mod auth;
@@ -18,6 +19,7 @@ pub mod healthcheck;
 pub mod load;
 pub mod mdf;
 pub mod registry;
+pub mod secrets;
 pub mod shutdown;
 pub mod sip;
 pub mod state;
@@ -31,6 +33,8 @@ pub const SLUICE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Label put on every container the orchestrator manages.
 pub const LABEL_MANAGED: &str = "sluice.managed";
+/// Label naming the installation (`SLUICE_INSTANCE`) a container belongs to.
+pub const LABEL_INSTANCE: &str = "sluice.instance";
 /// Label naming the function a container serves.
 pub const LABEL_FUNCTION: &str = "sluice.function";
 

@@ -671,6 +671,19 @@ fn bad_files_report_exact_errors() {
             ],
         ),
         (
+            "secrets: a value instead of a name, a name twice, not a list",
+            head_plus("  secrets: [db-password, \"hunter2 is my password\", db-password]\n"),
+            vec![
+                want(Some("hello"), Some("secrets"), 7, 26, &["not a secret name", "POST /system/secrets"]),
+                want(Some("hello"), Some("secrets"), 7, 52, &["`db-password` is listed twice"]),
+            ],
+        ),
+        (
+            "secrets: not a list",
+            head_plus("  secrets: db-password\n"),
+            vec![want(Some("hello"), Some("secrets"), 7, 12, &["expected a list of secret names"])],
+        ),
+        (
             "events_from a function without state",
             format!("{}  state: redis\n  events_from: [other]\nother:\n  version: 0.1\n  configuration:\n    programing_language: python\n    base_function_file_name: handler.py\n    function_folder: hello\n", OK_HEAD),
             vec![want(Some("hello"), Some("events_from"), 8, 17, &["no event stream"])],
@@ -830,6 +843,7 @@ fn seed_entries_parse_unchanged_with_defaults() {
             uses: vec![],
             auth: Default::default(),
             egress: Default::default(),
+            secrets: vec![],
         }
     );
     let example = reg.get("example-faas").expect("key wins as the name");
@@ -964,6 +978,7 @@ fn full_resize() -> FunctionSpec {
         uses: vec![],
         auth: Default::default(),
         egress: Default::default(),
+        secrets: vec![],
     }
 }
 
@@ -1336,4 +1351,30 @@ fn a_registry_above_the_platform_ceilings_is_refused_at_the_field() {
         .check_spec("a", &spec, 21)
         .expect_err("51 in total");
     assert!(over[0].message.contains("add up to 51"), "{}", over[0]);
+}
+
+#[test]
+fn secrets_are_listed_by_name_and_a_value_written_by_mistake_is_not_echoed() {
+    let dir = functions_dir();
+    let text = format!("{OK_HEAD}  secrets: [db-password, api.key]\n");
+    let reg = registry::parse(&text, Some(FILE), Some(dir.path())).expect("valid");
+    let spec = reg.get("hello").expect("hello");
+    assert_eq!(spec.secrets, vec!["db-password", "api.key"]);
+    let mut without = spec.clone();
+    without.secrets.clear();
+    assert_ne!(
+        spec.spec_hash(),
+        without.spec_hash(),
+        "listing a secret replaces the containers (they get a new file)"
+    );
+
+    let leaked = format!("{OK_HEAD}  secrets: [\"s3cr3t-VALUE!\"]\n");
+    let errs = parse_err(&leaked, Some(dir.path()));
+    assert_eq!(errs.len(), 1);
+    let shown = errs[0].to_string();
+    assert!(shown.contains("not a secret name"), "{shown}");
+    assert!(
+        !shown.contains("s3cr3t"),
+        "the value must not be echoed: {shown}"
+    );
 }

@@ -159,6 +159,18 @@ pub struct Config {
     )]
     pub admin_password_file: std::path::PathBuf,
 
+    /// File holding the key function secrets are sealed with in Redis (64 hex digits, its
+    /// first line). Unset: secrets are off (`/system/secrets` answers 503 and a function
+    /// listing secrets does not start). Set but unreadable or malformed: no start. `make up`
+    /// generates it; the key never enters Redis.
+    #[arg(long, env = "SLUICE_SECRETS_KEY_FILE")]
+    pub secrets_key_file: Option<std::path::PathBuf>,
+
+    /// Key rotation: the previous key's file. At start every value sealed with it is
+    /// re-sealed with the current key (then this can be unset and the old key destroyed).
+    #[arg(long, env = "SLUICE_SECRETS_PREVIOUS_KEY_FILE")]
+    pub secrets_previous_key_file: Option<std::path::PathBuf>,
+
     /// Failed credential checks one client address may make at once...
     #[arg(long, env = "SLUICE_AUTH_FAILURE_BURST", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub auth_failure_burst: u32,

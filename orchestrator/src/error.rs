@@ -22,6 +22,11 @@ pub enum ErrorKind {
     InvalidRequest,
     /// The orchestrator is shutting down or an internal channel closed.
     Unavailable,
+    /// What a create asked for exists already.
+    Conflict,
+    /// A secret cannot be sealed or opened: no key configured, a wrong key, or a tampered
+    /// value.
+    Secret,
 }
 
 impl ErrorKind {
@@ -35,6 +40,8 @@ impl ErrorKind {
             ErrorKind::NotFound => "not found",
             ErrorKind::InvalidRequest => "invalid request",
             ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::Secret => "secret",
         }
     }
 }

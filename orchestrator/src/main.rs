@@ -18,6 +18,7 @@ mod error;
 mod functions;
 mod mdf;
 mod reload;
+mod secrets;
 mod state;
 
 use std::path::PathBuf;
@@ -201,6 +202,24 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
         return Ok(());
     };
 
+    // Secrets: a configured key that cannot be read stops the start (a typo must not
+    // silently turn secrets off); no key configured turns them off, loudly.
+    let secrets = {
+        let cipher = match &cfg.secrets_key_file {
+            Some(path) => Some(secrets::Cipher::load(path)?),
+            None => {
+                tracing::warn!("no SLUICE_SECRETS_KEY_FILE: secrets are off");
+                None
+            }
+        };
+        let secrets = secrets::Secrets::new(store.connection(), &cfg.instance, cipher);
+        if let Some(path) = &cfg.secrets_previous_key_file {
+            let previous = secrets::Cipher::load(path)?;
+            let resealed = secrets.reseal_from(&previous).await?;
+            tracing::info!(resealed, previous_key = %previous.id(), "secrets re-sealed with the current key");
+        }
+        secrets
+    };
     let state_conn = match &state_admin_url {
         None => store.connection(),
         Some(url) => {
@@ -321,6 +340,7 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
         max_backoff: cfg.max_backoff,
         functions_dir: functions_dir.clone(),
         ceilings,
+        secrets,
     };
     let sup = Supervisor::new(ctx, stop.clone());
     let known: Vec<String> = records.iter().map(|r| r.spec.name.clone()).collect();

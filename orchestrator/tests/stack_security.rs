@@ -24,6 +24,9 @@ fn registry() -> String {
         // Answers the headers it got (orchestrator/tests/functions/headers-probe).
         entry("private", "headers-probe", "  auth: key\n"),
         entry("open", "hello", "  egress: internet\n"),
+        // Answer what they see of a secret (orchestrator/tests/functions/secret-probe).
+        entry("keeper", "secret-probe", "  secrets: [db-password]\n"),
+        entry("bystander", "secret-probe", ""),
     ]
     .join("")
 }
@@ -79,6 +82,22 @@ fn system_calls() -> Vec<(Method, &'static str, Option<Value>)> {
             Some(json!({"name": "x", "scopes": ["admin"]})),
         ),
         (Method::DELETE, "/system/keys/0123456789abcdef", None),
+        (Method::GET, "/system/secrets", None),
+        (
+            Method::POST,
+            "/system/secrets",
+            Some(json!({"name": "x", "value": "y"})),
+        ),
+        (
+            Method::PUT,
+            "/system/secrets",
+            Some(json!({"name": "x", "value": "y"})),
+        ),
+        (
+            Method::DELETE,
+            "/system/secrets",
+            Some(json!({"name": "x"})),
+        ),
     ]
 }
 
@@ -217,6 +236,8 @@ async fn the_control_api_and_private_functions_need_the_right_credentials() {
     s.wait_built("hello").await;
     s.wait_built("private").await;
     s.wait_built("open").await;
+    s.wait_built("keeper").await;
+    s.wait_built("bystander").await;
     let admin = sluice_common::auth::basic("admin", &s.admin_password);
     let wrong = sluice_common::auth::basic("admin", "not-the-password");
 
@@ -375,6 +396,8 @@ async fn the_control_api_and_private_functions_need_the_right_credentials() {
         );
     }
 
+    let (_, deploy_key_for_secrets) = new_key(&s, &admin, "ci-2", &["deploy"]).await;
+
     // Revoked keys stop working: at once on /system, within the gateway's 5 s on calls.
     for id in [&deploy_id, &invoke_id] {
         let (st, _, text) = call(
@@ -406,6 +429,8 @@ async fn the_control_api_and_private_functions_need_the_right_credentials() {
     )
     .await;
 
+    secrets_reach_their_function_only(&s, &admin, &bearer(&deploy_key_for_secrets)).await;
+
     // Failed attempts are limited per address: once out of attempts (a refill more than a
     // second away), even the right password is refused unchecked, with Retry-After.
     wait_for(
@@ -427,4 +452,185 @@ async fn the_control_api_and_private_functions_need_the_right_credentials() {
     // Public functions are not affected.
     let (st, _, _) = call(&s, Method::GET, "/hello", None, None).await;
     assert_eq!(st, StatusCode::OK);
+}
+
+/// What `secret-probe` function `function` sees of secret `name`.
+async fn probe_secret(s: &ComposeStack, function: &str, name: &str) -> Value {
+    let (st, _, text) = call(
+        s,
+        Method::GET,
+        &format!("/{function}?name={name}"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{function}: {text}");
+    serde_json::from_str(&text).expect("probe JSON")
+}
+
+/// The secret's value, read from the control Redis as stored.
+fn stored_secret(s: &ComposeStack, name: &str) -> String {
+    docker(&[
+        "exec",
+        &s.service("redis"),
+        "sh",
+        "-c",
+        r#"redis-cli --no-auth-warning -a "$(cat /run/sluice-secret/redis-password)" HGET "$0:secrets" "$1""#,
+        &s.project,
+        name,
+    ])
+}
+
+/// Secrets: OpenFaaS's API (admin only), a read-only file in the functions that list them
+/// and nowhere else (not other functions, the environment, `docker inspect`, the API or
+/// Redis in clear), new values roll the replicas, and a listed secret is not deleted.
+async fn secrets_reach_their_function_only(s: &ComposeStack, admin: &str, deploy: &str) {
+    use base64::Engine as _;
+    let v1 = format!("v1-{:032x}", rand::random::<u128>());
+    let v2 = format!("v2-{:032x}", rand::random::<u128>());
+    let post = |auth: &str, body: Value| {
+        let auth = auth.to_string();
+        async move { call(s, Method::POST, "/system/secrets", Some(&auth), Some(body)).await }
+    };
+
+    // A deploy listing a secret that does not exist is refused; so is a deploy key on
+    // secrets (admin only).
+    let (st, _, text) = call(
+        s,
+        Method::POST,
+        "/system/functions",
+        Some(admin),
+        Some(
+            json!({"name": "needs-missing", "version": "0.1", "secrets": ["nope"], "configuration": {
+            "programing_language": "python", "base_function_file_name": "handler.py",
+            "function_folder": "hello"}}),
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{text}");
+    assert!(text.contains("nope"), "{text}");
+    let (st, _, _) = post(deploy, json!({"name": "db-password", "value": v1})).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+
+    // Create (once), with bad names and a missing one refused.
+    let (st, _, text) = post(admin, json!({"name": "db-password", "value": v1})).await;
+    assert_eq!(st, StatusCode::CREATED, "{text}");
+    let (st, _, text) = post(admin, json!({"name": "db-password", "value": "other"})).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{text}");
+    let (st, _, text) = post(admin, json!({"name": "../etc/passwd", "value": "x"})).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{text}");
+    let (st, _, text) = call(
+        s,
+        Method::PUT,
+        "/system/secrets",
+        Some(admin),
+        Some(json!({"name": "absent", "value": "x"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{text}");
+
+    // Listed by name, with who uses it, never with the value.
+    let (st, _, text) = call(s, Method::GET, "/system/secrets", Some(admin), None).await;
+    assert_eq!(st, StatusCode::OK, "{text}");
+    let list: Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(list[0]["name"], "db-password", "{list}");
+    assert_eq!(list[0]["usedBy"], json!(["keeper"]), "{list}");
+    assert!(!text.contains(&v1), "{text}");
+
+    // The function that lists it reads it at the documented path, and can neither change
+    // it nor add a file; it is not in its environment. Another function has no such file.
+    let seen = probe_secret(s, "keeper", "db-password").await;
+    assert_eq!(seen["value"], v1.as_str(), "{seen}");
+    assert_eq!(seen["can_change"], false, "{seen}");
+    assert_eq!(seen["can_add"], false, "{seen}");
+    assert_eq!(seen["in_env"], false, "{seen}");
+    assert_eq!(
+        probe_secret(s, "bystander", "db-password").await["value"],
+        Value::Null
+    );
+
+    // Not in `docker inspect`, not in the function's API view, not in Redis in clear.
+    let keeper = s.containers("keeper", false);
+    assert_eq!(keeper.len(), 1, "{keeper:?}");
+    let inspected = docker(&["inspect", &keeper[0]]);
+    assert!(
+        inspected.contains("/var/openfaas/secrets"),
+        "the folder is a volume"
+    );
+    assert!(!inspected.contains(&v1), "docker inspect shows the value");
+    let (_, _, text) = call(s, Method::GET, "/system/function/keeper", Some(admin), None).await;
+    assert!(!text.contains(&v1), "{text}");
+    let stored = stored_secret(s, "db-password");
+    assert!(stored.contains("\"nonce\""), "{stored}");
+    assert!(
+        !stored.contains(&v1) && !stored.contains(&hex::encode(&v1)),
+        "Redis holds the value in clear: {stored}"
+    );
+    let old_volume = docker(&[
+        "inspect",
+        "-f",
+        "{{range .Mounts}}{{if eq .Destination \"/var/openfaas/secrets\"}}{{.Name}}{{end}}{{end}}",
+        &keeper[0],
+    ]);
+    assert!(!old_volume.is_empty());
+
+    // A new value (OpenFaaS's base64 `rawValue`) replaces the replica: the function reads
+    // it, and the old replica's copy is gone with its container.
+    let (st, _, text) = call(
+        s,
+        Method::PUT,
+        "/system/secrets",
+        Some(admin),
+        Some(json!({"name": "db-password",
+            "rawValue": base64::engine::general_purpose::STANDARD.encode(&v2)})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{text}");
+    wait_for(
+        "keeper reads the new value",
+        Duration::from_secs(120),
+        || async {
+            (probe_secret(s, "keeper", "db-password").await["value"] == v2.as_str()).then_some(())
+        },
+    )
+    .await;
+    wait_for(
+        "the old replica's secrets volume removed",
+        Duration::from_secs(120),
+        || async {
+            let gone = !std::process::Command::new("docker")
+                .args(["volume", "inspect", &old_volume])
+                .output()
+                .expect("docker")
+                .status
+                .success();
+            gone.then_some(())
+        },
+    )
+    .await;
+
+    // A listed secret is not deleted; an unlisted one is, once.
+    let (st, _, text) = call(
+        s,
+        Method::DELETE,
+        "/system/secrets",
+        Some(admin),
+        Some(json!({"name": "db-password"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{text}");
+    assert!(text.contains("keeper"), "{text}");
+    let (st, _, _) = post(admin, json!({"name": "spare", "value": "x"})).await;
+    assert_eq!(st, StatusCode::CREATED);
+    for want in [StatusCode::OK, StatusCode::NOT_FOUND] {
+        let (st, _, text) = call(
+            s,
+            Method::DELETE,
+            "/system/secrets",
+            Some(admin),
+            Some(json!({"name": "spare"})),
+        )
+        .await;
+        assert_eq!(st, want, "{text}");
+    }
 }

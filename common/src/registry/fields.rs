@@ -22,6 +22,7 @@ pub(super) const ENTRY_FIELDS: &[&str] = &[
     "uses",
     "auth",
     "egress",
+    "secrets",
 ];
 /// Fields of `configuration:`.
 pub(super) const CONFIGURATION_FIELDS: &[&str] = &[

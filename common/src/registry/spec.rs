@@ -245,6 +245,11 @@ pub struct FunctionSpec {
     /// no route out of the machine).
     #[serde(default, skip_serializing_if = "Egress::is_none")]
     pub egress: Egress,
+    /// Secrets its containers get, each as a read-only file under
+    /// [`crate::secrets::MOUNT_DIR`] (`secrets: [name, ...]`; created through
+    /// `/system/secrets`, never written in the registry).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
 }
 
 /// Outbound connections a function's containers may make.
@@ -384,6 +389,8 @@ impl FunctionSpec {
             uses: &'a [Service],
             #[serde(skip_serializing_if = "Egress::is_none")]
             egress: Egress,
+            #[serde(skip_serializing_if = "<[String]>::is_empty")]
+            secrets: &'a [String],
         }
         fn is_no_state(s: &State) -> bool {
             *s == State::None
@@ -405,6 +412,7 @@ impl FunctionSpec {
             state: self.state,
             uses: &self.uses,
             egress: self.egress,
+            secrets: &self.secrets,
         };
         // Serializing plain structs, strings, numbers and a BTreeMap cannot fail; fall back to
         // the Debug rendering rather than panic if it ever did.

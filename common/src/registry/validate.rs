@@ -162,6 +162,10 @@ pub(crate) fn check_entry(
         " (none, the default: no route out of the machine)",
     )
     .unwrap_or(Egress::None);
+    let secrets = match entry.get("secrets") {
+        Some(e) => check_secrets(&mut ctx, e),
+        None => Vec::new(),
+    };
 
     let valid = ctx.errors.len() == before;
     let spec = match config {
@@ -183,6 +187,7 @@ pub(crate) fn check_entry(
             uses,
             auth,
             egress,
+            secrets,
         }),
         _ => None,
     };
@@ -847,6 +852,72 @@ fn check_uses(ctx: &mut Ctx<'_>, e: &Entry) -> Vec<Service> {
                     Service::ALL.map(Service::as_str).join(", ")
                 ),
             ),
+        }
+    }
+    out
+}
+
+/// `secrets: [name, ...]`: secret names (created through `/system/secrets`), each once. A
+/// value written here instead of a name is refused without being echoed.
+fn check_secrets(ctx: &mut Ctx<'_>, e: &Entry) -> Vec<String> {
+    use crate::secrets;
+    let mut out: Vec<String> = Vec::new();
+    let items = match &e.value.value {
+        Value::Seq(items) => items,
+        Value::Null => return out,
+        _ => {
+            ctx.err(
+                e.value.pos,
+                Some("secrets"),
+                format!(
+                    "expected a list of secret names, found {}",
+                    e.value.describe()
+                ),
+            );
+            return out;
+        }
+    };
+    if items.len() > secrets::MAX_PER_FUNCTION {
+        ctx.err(
+            e.key_pos,
+            Some("secrets"),
+            format!(
+                "{} secrets listed; a function may have at most {}",
+                items.len(),
+                secrets::MAX_PER_FUNCTION
+            ),
+        );
+    }
+    for item in items {
+        let name = match &item.value {
+            Value::Scalar { text, .. } => text.trim(),
+            _ => {
+                ctx.err(
+                    item.pos,
+                    Some("secrets"),
+                    format!("expected a secret name, found {}", item.describe()),
+                );
+                continue;
+            }
+        };
+        if !secrets::is_name(name) {
+            // Never echo it: a value pasted here by mistake must not reach the logs.
+            ctx.err(
+                item.pos,
+                Some("secrets"),
+                format!(
+                    "not a secret name ({}); values never go in the registry: create the secret with POST /system/secrets and list its name here",
+                    secrets::NAME_RULE
+                ),
+            );
+        } else if out.iter().any(|n| n == name) {
+            ctx.err(
+                item.pos,
+                Some("secrets"),
+                format!("`{name}` is listed twice"),
+            );
+        } else {
+            out.push(name.to_string());
         }
     }
     out

@@ -14,6 +14,7 @@ use sluice_common::registry;
 
 pub mod auth;
 mod keys;
+mod secrets;
 
 use crate::error::{Error, ErrorKind};
 use crate::functions::actor::FunctionStatus;
@@ -46,6 +47,13 @@ pub fn router(api: Api) -> Router {
         .route("/system/mdf", get(mdf_pool))
         .route("/system/keys", get(keys::list).post(keys::create))
         .route("/system/keys/{id}", axum::routing::delete(keys::revoke))
+        .route(
+            "/system/secrets",
+            get(secrets::list)
+                .post(secrets::create)
+                .put(secrets::update)
+                .delete(secrets::delete),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             guard.clone(),
             auth::require,
@@ -93,6 +101,7 @@ impl ApiError {
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::InvalidRequest | ErrorKind::Registry => StatusCode::BAD_REQUEST,
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, e.message, function)
@@ -256,12 +265,35 @@ async fn check_ceilings(api: &Api, spec: &registry::FunctionSpec) -> Result<(), 
         })
 }
 
+/// Every secret a deployed function lists exists (its replicas could not start otherwise).
+async fn check_secrets(api: &Api, spec: &registry::FunctionSpec) -> Result<(), ApiError> {
+    let missing = api
+        .sup
+        .ctx()
+        .secrets
+        .missing(&spec.secrets)
+        .await
+        .map_err(|e| ApiError::from_error(e, Some(&spec.name)))?;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::BAD_REQUEST,
+        format!(
+            "secrets: {} not found; create them with POST /system/secrets first",
+            missing.join(", ")
+        ),
+        Some(&spec.name),
+    ))
+}
+
 async fn deploy(
     State(api): State<Api>,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
     let spec = parse_deploy(&api, &body)?;
     check_ceilings(&api, &spec).await?;
+    check_secrets(&api, &spec).await?;
     let name = spec.name.clone();
     if let Some(s) = api.sup.status(&name).await {
         if s.source == Source::File && !s.removing {
@@ -286,6 +318,7 @@ async fn update(
 ) -> Result<Response, ApiError> {
     let spec = parse_deploy(&api, &body)?;
     check_ceilings(&api, &spec).await?;
+    check_secrets(&api, &spec).await?;
     let name = spec.name.clone();
     match api.sup.status(&name).await {
         None => Err(ApiError::new(

@@ -5,16 +5,19 @@
 
 use std::collections::HashMap;
 
+use bollard::body_full;
 use bollard::models::{
     ContainerCreateBody, EndpointSettings, HostConfig, HostConfigLogConfig, NetworkConnectRequest,
     NetworkingConfig, ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
 };
-use bollard::query_parameters::CreateContainerOptionsBuilder;
+use bollard::query_parameters::{CreateContainerOptionsBuilder, UploadToContainerOptionsBuilder};
 use sluice_common::registry::{Egress, FunctionSpec, RuntimeMode};
+use sluice_common::secrets::MOUNT_DIR;
 use sluice_common::{LABEL_FUNCTION, LABEL_MANAGED};
 
 use super::{Engine, LABEL_INSTANCE, LABEL_SPEC_HASH};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
+use crate::secrets::Opened;
 
 /// uid:gid function code runs as (created in sluice/base).
 pub const FUNCTION_USER: &str = "10001:10001";
@@ -120,7 +123,8 @@ pub fn hardened(network_mode: &str, memory: i64, pids: i64, nofile: i64) -> Host
 impl Engine {
     /// Creates and starts one replica of `spec` from `image` (an image id, so that a rolling
     /// update never changes what an existing replica runs). `name` comes from
-    /// [`Engine::replica_name`]; `state_env` is the function's state credentials, if any.
+    /// [`Engine::replica_name`]; `state_env` is the function's state credentials, if any;
+    /// `secrets` become read-only files (see [`secret_files`]) before the container starts.
     /// Returns the container id.
     pub async fn launch(
         &self,
@@ -129,6 +133,7 @@ impl Engine {
         image: &str,
         spec_hash: &str,
         state_env: Vec<String>,
+        secrets: &[Opened],
     ) -> Result<String> {
         let labels = HashMap::from([
             (LABEL_MANAGED.to_string(), "true".to_string()),
@@ -160,6 +165,9 @@ impl Engine {
             stop_signal: Some("SIGTERM".to_string()),
             stop_timeout: Some(i64::from(stop_grace_secs(spec))),
             host_config: Some(host_config),
+            // The secrets folder is a volume of this container alone: written before the
+            // start (the root filesystem is read-only), removed with the container.
+            volumes: (!secrets.is_empty()).then(|| vec![MOUNT_DIR.to_string()]),
             networking_config: Some(NetworkingConfig {
                 endpoints_config: Some(HashMap::from([(
                     self.network.clone(),
@@ -177,6 +185,22 @@ impl Engine {
                 Error::docker(format!("cannot create a container for {}", spec.name), e)
             })?;
         let started = async {
+            if !secrets.is_empty() {
+                // Without copyUIDGID the engine keeps the archive's owners (root, the
+                // function's group); with it, it would give the files to the function's user.
+                let opts = UploadToContainerOptionsBuilder::default()
+                    .path(MOUNT_DIR)
+                    .build();
+                self.client()
+                    .upload_to_container(&created.id, Some(opts), body_full(secret_files(secrets)?))
+                    .await
+                    .map_err(|e| {
+                        Error::docker(
+                            format!("cannot give a container of {} its secrets", spec.name),
+                            e,
+                        )
+                    })?;
+            }
             if spec.egress == Egress::Internet {
                 self.ensure_egress_network().await?;
                 let req = NetworkConnectRequest {
@@ -218,6 +242,37 @@ impl Engine {
     }
 }
 
+/// The tar archive of a function's secrets: one file per secret, owned by root and readable
+/// by the function's group only (0440), in a folder the function cannot write to. The
+/// function reads them; it can neither change nor add any.
+fn secret_files(secrets: &[Opened]) -> Result<bytes::Bytes> {
+    let gid: u64 = FUNCTION_USER
+        .rsplit(':')
+        .next()
+        .and_then(|g| g.parse().ok())
+        .unwrap_or(0);
+    let mut tar = tar::Builder::new(Vec::new());
+    for s in secrets {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(s.value.len() as u64);
+        header.set_mode(0o440);
+        header.set_uid(0);
+        header.set_gid(gid);
+        header.set_entry_type(tar::EntryType::Regular);
+        tar.append_data(&mut header, &s.name, &s.value[..])
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Secret,
+                    format!("cannot pack secret `{}`", s.name),
+                )
+                .with_source(e)
+            })?;
+    }
+    tar.into_inner()
+        .map(bytes::Bytes::from)
+        .map_err(|e| Error::new(ErrorKind::Secret, "cannot pack the secrets").with_source(e))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -230,5 +285,25 @@ mod tests {
         assert_eq!(super::hard_nofile(&unlimited), None);
         assert_eq!(super::hard_nofile(""), None);
         assert!(super::within_engine_limit(64) <= 64);
+    }
+
+    #[test]
+    fn secrets_are_packed_root_owned_and_group_readable_only() {
+        let opened = vec![crate::secrets::Opened {
+            name: "db-password".into(),
+            value: zeroize::Zeroizing::new(b"hunter2".to_vec()),
+        }];
+        let bytes = super::secret_files(&opened).unwrap();
+        let mut archive = tar::Archive::new(&bytes[..]);
+        let mut entries = archive.entries().unwrap();
+        let mut e = entries.next().unwrap().unwrap();
+        assert_eq!(e.path().unwrap().to_str(), Some("db-password"));
+        assert_eq!(e.header().mode().unwrap(), 0o440);
+        assert_eq!(e.header().uid().unwrap(), 0);
+        assert_eq!(e.header().gid().unwrap(), 10001);
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut e, &mut text).unwrap();
+        assert_eq!(text, "hunter2");
+        assert!(entries.next().is_none());
     }
 }

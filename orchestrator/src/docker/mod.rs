@@ -18,8 +18,8 @@ use sluice_common::{LABEL_FUNCTION, LABEL_MANAGED};
 
 use crate::error::{Error, Result};
 
-/// Label naming the Sluice installation a container belongs to.
-pub const LABEL_INSTANCE: &str = "sluice.instance";
+/// Label naming the Sluice installation a container belongs to (the engine filter checks it).
+pub use sluice_common::LABEL_INSTANCE;
 /// Label with the hash of the spec a container was created from (decides rolling updates).
 pub const LABEL_SPEC_HASH: &str = "sluice.spec-hash";
 /// Label on function images: hash of everything the image was built from.
@@ -249,7 +249,11 @@ impl Engine {
 
     /// Removes a container (forcefully: it is known to be unwanted). Gone already is fine.
     pub async fn remove(&self, id: &str) -> Result<()> {
-        let opts = RemoveContainerOptionsBuilder::default().force(true).build();
+        // `v`: a replica's own volume (its secrets folder) goes with it.
+        let opts = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
         match self.docker.remove_container(id, Some(opts)).await {
             Ok(()) => Ok(()),
             Err(bollard::errors::Error::DockerResponseServerError {

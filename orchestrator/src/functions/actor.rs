@@ -89,6 +89,10 @@ pub enum Command {
         slot: u64,
         result: Result<()>,
     },
+    /// One of the function's secrets was written or deleted: find their current versions.
+    SecretsChanged,
+    /// The current versions of the function's secrets ([`crate::secrets::Secrets::digest`]).
+    SecretsDigest(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -162,7 +166,11 @@ pub struct FunctionStatus {
 pub struct Actor {
     ctx: Arc<Ctx>,
     spec: FunctionSpec,
+    /// What a current replica runs: the definition and the versions of its secrets.
     spec_hash: String,
+    /// Versions of the function's secrets; `None` while being read (nothing is launched
+    /// or replaced then: which replicas are current is not known).
+    secrets_digest: Option<String>,
     source: Source,
     desired: Option<u32>,
     image: Option<BuiltImage>,
@@ -187,6 +195,22 @@ pub struct Actor {
     /// False until the first resync: nothing is launched before existing containers of the
     /// function have been adopted (or cleaned up).
     synced: bool,
+}
+
+/// The hash a current replica carries: the definition's, and for a function with secrets
+/// also their versions, so that a changed secret rolls the replicas like a changed
+/// definition.
+fn replica_hash(spec: &FunctionSpec, secrets_digest: Option<&str>) -> String {
+    let base = spec.spec_hash();
+    if spec.secrets.is_empty() {
+        return base;
+    }
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(base.as_bytes());
+    h.update(b"\0secrets\0");
+    h.update(secrets_digest.unwrap_or("pending").as_bytes());
+    hex::encode(h.finalize())
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -233,7 +257,8 @@ impl Actor {
         let (status_tx, status_rx) = watch::channel(status);
         let actor = Actor {
             ctx,
-            spec_hash: spec.spec_hash(),
+            spec_hash: replica_hash(&spec, None),
+            secrets_digest: None,
             spec,
             source,
             desired,
@@ -370,7 +395,11 @@ impl Actor {
             }
             Command::Update { spec, source } => {
                 let spec = *spec;
-                let hash = spec.spec_hash();
+                if spec.secrets != self.spec.secrets {
+                    self.secrets_digest = None;
+                    self.spawn_secrets_digest(&spec);
+                }
+                let hash = replica_hash(&spec, self.secrets_digest.as_deref());
                 if hash != self.spec_hash {
                     tracing::info!(function = %spec.name, "definition changed: rolling");
                 }
@@ -397,6 +426,24 @@ impl Actor {
                 }
             }
             Command::Died { id, exit_code } => self.on_died(&id, exit_code),
+            Command::SecretsChanged => {
+                if !self.spec.secrets.is_empty() {
+                    self.secrets_digest = None;
+                    self.spawn_secrets_digest(&self.spec);
+                }
+            }
+            Command::SecretsDigest(digest) => {
+                let hash = replica_hash(&self.spec, Some(&digest));
+                if self.secrets_digest.is_some() && hash != self.spec_hash {
+                    tracing::info!(function = %self.spec.name, "a secret changed: rolling");
+                }
+                if hash != self.spec_hash {
+                    // New inputs (a secret a launch waited for may exist now): retry at once.
+                    self.backoff_until = None;
+                }
+                self.secrets_digest = Some(digest);
+                self.spec_hash = hash;
+            }
             Command::Resync { containers } => {
                 self.synced = true;
                 self.on_resync(containers);
@@ -733,6 +780,13 @@ impl Actor {
 
     /// Converges on the desired state. Never blocks: work is spawned.
     fn reconcile(&mut self) {
+        if !self.spec.secrets.is_empty()
+            && self.secrets_digest.is_none()
+            && self.removing.is_empty()
+        {
+            // Which replicas hold current secrets is unknown for a moment: change nothing.
+            return;
+        }
         if self.rebuild_wanted && !self.build_running && self.removing.is_empty() {
             self.rebuild_wanted = false;
             self.build_running = true;
@@ -882,7 +936,35 @@ impl Actor {
 
     /// Lists this function's containers (retrying until the engine answers) and reports them
     /// as the first resync.
+    /// Reads the versions of `spec`'s secrets (retrying while Redis is away); the answer
+    /// comes back as [`Command::SecretsDigest`].
+    fn spawn_secrets_digest(&self, spec: &FunctionSpec) {
+        let ctx = self.ctx.clone();
+        let tx = self.tx.clone();
+        let name = spec.name.clone();
+        let secrets = spec.secrets.clone();
+        tokio::spawn(async move {
+            let mut wait = Duration::from_millis(100);
+            loop {
+                match ctx.secrets.digest(&secrets).await {
+                    Ok(d) => {
+                        let _ = tx.send(Command::SecretsDigest(d)).await;
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(function = %name, error = %e, "cannot read the secrets' versions; retrying");
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        });
+    }
+
     fn spawn_initial_sync(&self) {
+        if !self.spec.secrets.is_empty() {
+            self.spawn_secrets_digest(&self.spec);
+        }
         let ctx = self.ctx.clone();
         let tx = self.tx.clone();
         let name = self.spec.name.clone();
@@ -944,7 +1026,10 @@ impl Actor {
                     }
                     env.extend(ctx.mdf_env.iter().cloned());
                 }
-                ctx.engine.launch(&spec, &name, &image.id, &hash, env).await
+                let secrets = ctx.secrets.open(&spec.secrets).await?;
+                ctx.engine
+                    .launch(&spec, &name, &image.id, &hash, env, &secrets)
+                    .await
             }
             .await;
             let id = created.as_ref().ok().cloned();

@@ -37,6 +37,8 @@ pub struct Ctx {
     pub ceilings: sluice_common::registry::Ceilings,
     /// Environment of functions with `uses: [mdf]` (empty when the pool is off).
     pub mdf_env: Vec<String>,
+    /// Function secrets (sealed in Redis), opened for each container that lists them.
+    pub secrets: crate::secrets::Secrets,
 }
 
 /// A running function task.
@@ -211,6 +213,25 @@ impl Supervisor {
                 (n.clone(), (s.source, s.spec.clone()))
             })
             .collect()
+    }
+
+    /// Functions listing secret `name`.
+    pub async fn using_secret(&self, name: &str) -> Vec<String> {
+        self.sources()
+            .await
+            .into_iter()
+            .filter(|(_, (_, spec))| spec.secrets.iter().any(|s| s == name))
+            .map(|(n, _)| n)
+            .collect()
+    }
+
+    /// Secret `name` was written or deleted: the functions listing it replace their replicas
+    /// (a rolling update, as for a new definition), so every replica holds the new value.
+    pub async fn secret_changed(&self, name: &str) {
+        for function in self.using_secret(name).await {
+            tracing::info!(function = %function, secret = %name, "secret changed: replacing replicas");
+            self.send(&function, Command::SecretsChanged).await;
+        }
     }
 
     /// Routes engine events; runs until `stop`.

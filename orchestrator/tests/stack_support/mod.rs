@@ -109,6 +109,16 @@ impl ComposeStack {
             format!("{admin_password}\n"),
         )
         .expect("admin password");
+        // ...and the secrets key (64 hex digits), as `make up` makes it.
+        std::fs::write(
+            dir.path().join("secrets/secrets-key"),
+            format!(
+                "{:032x}{:032x}\n",
+                rand::random::<u128>(),
+                rand::random::<u128>()
+            ),
+        )
+        .expect("secrets key");
         let suffix: u32 = rand::random();
         let project = format!("sluicet{tag}{:06x}", suffix & 0xffffff);
         // A caller that may be killed (scripts/bench.sh under `timeout`) learns which projects
