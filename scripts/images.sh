@@ -6,7 +6,8 @@
 #   sluice/runtime       faas-runtime only         (binary / http function base)
 #   sluice/rust-build    gcc + this machine's Rust toolchain (build stage for Rust functions)
 #   sluice/redis         Debian's redis-server
-#   sluice/<service>     gateway, router, xds-connector, stats-listener, orchestrator, sip-proxy, mdf
+#   sluice/<service>     gateway, router, xds-connector, stats-listener, orchestrator, sip-proxy, mdf,
+#                        engine-filter
 # Every tag is pinned to the workspace version; nothing here ever pulls.
 #
 # Env: SLUICE_DEBIAN_MIRROR (http://deb.debian.org/debian), SLUICE_DEBIAN_SUITE (bookworm),
@@ -21,7 +22,7 @@ MIRROR=${SLUICE_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SUITE=${SLUICE_DEBIAN_SUITE:-bookworm}
 CA_BUNDLE=${SLUICE_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 WORK=$ROOT/target/images
-SERVICES="gateway router xds-connector stats-listener orchestrator sip-proxy mdf"
+SERVICES="gateway router xds-connector stats-listener orchestrator sip-proxy mdf engine-filter"
 WANT=${SLUICE_IMAGES:-"base python runtime rust-build redis $SERVICES"}
 mkdir -p "$WORK"
 
@@ -127,9 +128,9 @@ redis_image() {
 
 service_image() { # name
   local name=$1 uid=10001 ctx=$WORK/ctx-$1
-  # The orchestrator talks to the Docker socket, which is root-owned: it runs as root
-  # (it launches only hardened, non-root function containers).
-  [ "$name" = orchestrator ] && uid=0
+  # The engine filter alone holds the Docker socket, which is root's: it runs as root (with
+  # no capability). The orchestrator reaches the engine only through it.
+  [ "$name" = engine-filter ] && uid=0
   rm -rf "$ctx"; mkdir -p "$ctx"
   copy_bin "$name" "$ctx"
   cat >"$ctx/Dockerfile" <<DOCKERFILE

@@ -21,6 +21,15 @@ make_secret() { # file random-bytes what
 }
 make_secret admin-password 24 "the admin password (user: admin)"
 make_secret secrets-key 32 "the key function secrets are sealed with (keep a copy: without it they cannot be read)"
+# The orchestrator runs as the owner of the project folder and of secrets/: the user running
+# this, or 10001 when that is root (secrets/ then goes to 10001; root reads it still).
+if [ "$(id -u)" = 0 ]; then
+  SLUICE_UID=${SLUICE_UID:-10001} SLUICE_GID=${SLUICE_GID:-10001}
+  chown -R "$SLUICE_UID:$SLUICE_GID" "$secrets"
+else
+  SLUICE_UID=${SLUICE_UID:-$(id -u)} SLUICE_GID=${SLUICE_GID:-$(id -g)}
+fi
+export SLUICE_UID SLUICE_GID
 # Absolute: compose would take a bare relative name for a named volume.
 SLUICE_SECRETS_DIR=$(cd "$secrets" && pwd)
 export SLUICE_SECRETS_DIR

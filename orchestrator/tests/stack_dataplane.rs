@@ -10,7 +10,8 @@ use sluice_common::testing::wait_for;
 use stack_support::*;
 
 /// Every service of docker-compose.yml.
-const SERVICES: [&str; 8] = [
+const SERVICES: [&str; 9] = [
+    "engine-filter",
     "redis",
     "state-redis",
     "xds-connector",
@@ -84,16 +85,24 @@ async fn gateway_router_and_orchestrator_serve_cold_and_warm_calls() {
         "published ports"
     );
 
-    // Every service is hardened: non-root but the orchestrator (the engine's socket), a
-    // read-only root filesystem, no capability, no privilege gain, memory and pids bounded.
+    // Every service is hardened: non-root but the engine filter (the owner of the engine's
+    // socket, and the only one holding it), a read-only root filesystem, no capability, no
+    // privilege gain, memory and pids bounded.
     for svc in SERVICES {
         let c: Value =
             serde_json::from_str(&docker(&["inspect", &s.service(svc)])).expect("inspect");
         let (config, hc) = (&c[0]["Config"], &c[0]["HostConfig"]);
         let user = config["User"].as_str().unwrap_or("");
-        if svc == "orchestrator" {
+        let holds_engine = c[0]["Mounts"].as_array().is_some_and(|m| {
+            m.iter()
+                .any(|m| m["Source"].as_str() == Some("/var/run/docker.sock"))
+        });
+        if svc == "engine-filter" {
             assert!(user.is_empty() || user.starts_with('0'), "{svc}: {user}");
+            assert!(holds_engine, "{svc}");
+            assert_eq!(hc["NetworkMode"], "none", "{svc}: no network");
         } else {
+            assert!(!holds_engine, "{svc} holds the engine's socket");
             assert!(
                 !user.is_empty() && !user.starts_with('0') && user != "root",
                 "{svc} runs as non-root: `{user}`"

@@ -342,6 +342,10 @@ async fn the_control_api_and_private_functions_need_the_right_credentials() {
         "{refused:?}"
     );
 
+    // The orchestrator reaches the engine only through the filter, which refuses what a
+    // compromised orchestrator would ask: tried on the deployed filter's own socket.
+    engine_filter_refuses_host_escapes(&s);
+
     // Keys carry scopes.
     let (deploy_id, deploy) = new_key(&s, &admin, "ci", &["deploy"]).await;
     let (invoke_id, invoke) = new_key(&s, &admin, "client", &["invoke"]).await;
@@ -633,4 +637,76 @@ async fn secrets_reach_their_function_only(s: &ComposeStack, admin: &str, deploy
         .await;
         assert_eq!(st, want, "{text}");
     }
+}
+
+/// Sends create calls to the deployed engine filter's socket (the `engine-socket` volume, as
+/// the orchestrator sees it) from a throwaway container: a privileged container and a bind
+/// mount of `/` are refused with 403; the orchestrator's own launches work (the stack runs).
+fn engine_filter_refuses_host_escapes(s: &ComposeStack) {
+    let volume = format!("{}_engine-socket", s.project);
+    let script = r#"
+import json, socket, sys
+def call(method, path, body):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect("/engine/docker.sock")
+    data = json.dumps(body).encode()
+    s.sendall(("%s %s HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\n"
+               "Content-Length: %d\r\nConnection: close\r\n\r\n" % (method, path, len(data))).encode() + data)
+    out = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        out += chunk
+    head, _, body = out.partition(b"\r\n\r\n")
+    return head.split(b" ")[1].decode() + " " + body.decode(errors="replace").replace("\n", " ")
+instance, network = sys.argv[1], sys.argv[2]
+base = {"Image": "sluice/base:0.1.0", "Cmd": ["true"], "User": "10001:10001",
+        "Labels": {"sluice.instance": instance},
+        "HostConfig": {"NetworkMode": network, "CapDrop": ["ALL"], "ReadonlyRootfs": True,
+                       "SecurityOpt": ["no-new-privileges:true"]}}
+for extra in ({"Privileged": True}, {"Binds": ["/:/host"]},
+              {"Mounts": [{"Type": "bind", "Source": "/", "Target": "/host"}]}):
+    body = json.loads(json.dumps(base))
+    body["HostConfig"].update(extra)
+    print(call("POST", "/containers/create?name=%s-escape" % instance, body))
+print(call("POST", "/containers/create?name=%s-escape" % instance,
+           dict(base, HostConfig=dict(base["HostConfig"], NetworkMode="host"))))
+print(call("GET", "/containers/json?all=1", {}))
+"#;
+    let out = docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "python3",
+        "-v",
+        &format!("{volume}:/engine:ro"),
+        "sluice/python:0.1.0",
+        "-c",
+        script,
+        &s.project,
+        &s.network,
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 5, "{out}");
+    for line in &lines {
+        assert!(
+            line.starts_with("403 ") && line.contains("engine filter"),
+            "refused: {line}"
+        );
+    }
+    assert!(lines[0].contains("privileged"), "{}", lines[0]);
+    assert!(lines[1].contains("Binds"), "{}", lines[1]);
+    assert!(lines[2].contains("bind mount"), "{}", lines[2]);
+    assert!(lines[3].contains("host network"), "{}", lines[3]);
+    assert!(lines[4].contains("filter on label"), "{}", lines[4]);
+    let made = docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("name={}-escape", s.project),
+    ]);
+    assert!(made.is_empty(), "a refused create made a container: {made}");
 }

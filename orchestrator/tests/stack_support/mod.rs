@@ -61,6 +61,8 @@ pub struct ComposeStack {
     /// A client sending basic auth as `admin` (for `/system/*`).
     pub admin: reqwest::Client,
     pub admin_password: String,
+    /// The orchestrator's user: the owner of `dir`, as `make up` runs it.
+    pub uid: u32,
 }
 
 impl ComposeStack {
@@ -119,6 +121,24 @@ impl ComposeStack {
             ),
         )
         .expect("secrets key");
+        // As `make up`: the orchestrator runs as the folder's owner, or as 10001 (which
+        // then gets the folder) when that is root.
+        let uid = {
+            use std::os::unix::fs::MetadataExt;
+            let owner = std::fs::metadata(dir.path()).expect("stack dir").uid();
+            if owner == 0 {
+                let out = Command::new("chown")
+                    .arg("-R")
+                    .arg("10001:10001")
+                    .arg(dir.path())
+                    .output()
+                    .expect("chown");
+                assert!(out.status.success(), "chown: {out:?}");
+                10001
+            } else {
+                owner
+            }
+        };
         let suffix: u32 = rand::random();
         let project = format!("sluicet{tag}{:06x}", suffix & 0xffffff);
         // A caller that may be killed (scripts/bench.sh under `timeout`) learns which projects
@@ -149,6 +169,7 @@ impl ComposeStack {
                 .expect("client"),
             admin: admin_client(&admin_password),
             admin_password,
+            uid,
         };
         docker(&[
             "network",
@@ -189,6 +210,8 @@ impl ComposeStack {
             .args(args)
             .env("SLUICE_PROJECT_DIR", self.dir.path())
             .env("SLUICE_SECRETS_DIR", self.dir.path().join("secrets"))
+            .env("SLUICE_UID", self.uid.to_string())
+            .env("SLUICE_GID", self.uid.to_string())
             .env("SLUICE_GATEWAY_PORT", self.port.to_string())
             .env("SLUICE_NETWORK", &self.network)
             .env("SLUICE_INSTANCE", &self.project)
