@@ -10,6 +10,7 @@
 //! * [`sip`] — the SIP contract: protobuf events to SIP handler functions, actions back.
 //! * [`state`] — function state in Redis: ACL user, key prefix and credentials per function.
 //! * [`mdf`] — the MDF relay pool as functions see it: control URLs and token.
+//! * [`runtime`] — the runtime token: only the platform may call a function's runtime.
 //! * [`secrets`] — function secrets: names, where a function reads them, size bounds.
 #![forbid(unsafe_code)]
 
@@ -19,6 +20,7 @@ pub mod healthcheck;
 pub mod load;
 pub mod mdf;
 pub mod registry;
+pub mod runtime;
 pub mod secrets;
 pub mod shutdown;
 pub mod sip;

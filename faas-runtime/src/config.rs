@@ -73,6 +73,12 @@ pub struct Config {
     #[arg(long, env = "SLUICE_GRACE_MS", default_value_t = 30_000)]
     pub grace_ms: u64,
 
+    /// Token every request must carry in `x-sluice-runtime-token` (the platform's routers
+    /// and probes send it; other functions do not have it). Unset: no check (the runtime
+    /// run by hand). Never passed on to the function's processes.
+    #[arg(long, env = "SLUICE_RUNTIME_TOKEN", hide_env_values = true)]
+    pub runtime_token: Option<String>,
+
     /// Python interpreter used in python mode.
     #[arg(long, env = "SLUICE_PYTHON", default_value = "python3")]
     pub python: String,

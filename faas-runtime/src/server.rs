@@ -50,6 +50,7 @@ pub async fn run(cfg: Config) -> u8 {
         stopping: stopping.clone(),
         timeout: cfg.timeout(),
         max_body: cfg.max_body_bytes,
+        token: cfg.runtime_token.clone().filter(|t| !t.is_empty()),
     });
     tracing::info!(
         function = %cfg.function,

@@ -37,13 +37,28 @@ pub struct State {
     pub stopping: Arc<AtomicBool>,
     pub timeout: Duration,
     pub max_body: u64,
+    /// Required in every request's `x-sluice-runtime-token` (see `sluice_common::runtime`).
+    pub token: Option<String>,
 }
 
 /// The hyper service entry point.
 pub async fn serve(
     state: Arc<State>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<RespBody>, Infallible> {
+    if let Some(token) = &state.token {
+        let got = req.headers().get(sluice_common::runtime::HEADER);
+        if !sluice_common::runtime::matches(got.map(HeaderValue::as_bytes), token) {
+            tracing::warn!(function = %state.function, path = %req.uri().path(),
+                "request without the runtime token refused (not from the platform)");
+            return Ok(json_error(
+                StatusCode::FORBIDDEN,
+                "this runtime answers the platform only: call the function through the gateway",
+                &state.function,
+            ));
+        }
+    }
+    req.headers_mut().remove(sluice_common::runtime::HEADER);
     if req.method() == Method::GET {
         match req.uri().path() {
             "/_/health" => return Ok(health()),

@@ -30,6 +30,8 @@ class H(http.server.BaseHTTPRequestHandler):
             "method": self.command,
             "path": self.path,
             "x_custom": self.headers.get("x-custom"),
+            "token_header": self.headers.get("x-sluice-runtime-token"),
+            "token_env": os.environ.get("SLUICE_RUNTIME_TOKEN"),
             "body": body.decode("latin-1"),
             "pid": os.getpid(),
         }).encode()
@@ -87,6 +89,59 @@ async fn forwards_method_path_query_headers_and_body() {
         resp.json::<Value>().await.expect("json")["method"],
         "DELETE"
     );
+}
+
+/// With a runtime token (as the orchestrator starts every replica), nothing but a request
+/// carrying it is answered, health and readiness included: another function that can open
+/// a connection to this replica gets 403. The function sees neither the header nor the
+/// variable.
+#[tokio::test]
+async fn only_requests_with_the_runtime_token_are_answered() {
+    let token = "t0k3n-for-web";
+    let (rt, _dir) = start(&[("SLUICE_RUNTIME_TOKEN", token)]);
+    rt.wait_listening().await;
+    let c = client();
+    sluice_common::testing::wait_for("ready with the token", Duration::from_secs(20), || async {
+        let r = c
+            .get(rt.url("/_/ready"))
+            .header("x-sluice-runtime-token", token)
+            .send()
+            .await
+            .ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+    for (path, header) in [
+        ("/_/ready", None),
+        ("/_/health", None),
+        ("/api", None),
+        ("/api", Some("wrong")),
+        ("/api", Some("")),
+    ] {
+        let mut req = c.post(rt.url(path)).body("x");
+        if let Some(h) = header {
+            req = req.header("x-sluice-runtime-token", h);
+        }
+        let resp = req.send().await.expect("call");
+        assert_eq!(resp.status(), 403, "{path} {header:?}");
+        let v: Value = resp.json().await.expect("json");
+        assert!(
+            v["error"].as_str().is_some_and(|e| e.contains("gateway")),
+            "{v}"
+        );
+    }
+    let resp = c
+        .post(rt.url("/api"))
+        .header("x-sluice-runtime-token", token)
+        .body("x")
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.expect("json");
+    assert_eq!(v["body"], "x");
+    assert_eq!(v["token_header"], Value::Null, "{v}");
+    assert_eq!(v["token_env"], Value::Null, "{v}");
 }
 
 #[tokio::test]

@@ -238,6 +238,7 @@ impl Settings {
                 connections: env_u64("SLUICE_BENCH_CONNECTIONS", 32)? as u32,
                 duration: secs("SLUICE_BENCH_DURATION", 10)?,
                 warmup: secs("SLUICE_BENCH_WARMUP", 1)?,
+                headers: Vec::new(),
             },
             trials: env_u64("SLUICE_BENCH_TRIALS", 20)? as usize,
             scale: scale::Settings {
@@ -389,11 +390,25 @@ async fn replica(
         bail!("{function}: expected one replica, found {}", ids.len());
     };
     let (ip, pid) = inspect(docker, id, &stack.network).await?;
+    let env = docker
+        .inspect_container(id, None::<InspectContainerOptions>)
+        .await
+        .with_context(|| format!("inspect container {id}"))?
+        .config
+        .and_then(|c| c.env)
+        .unwrap_or_default();
+    let prefix = format!("{}=", sluice_common::runtime::ENV_TOKEN);
+    let token = env
+        .iter()
+        .find_map(|e| e.strip_prefix(&prefix))
+        .with_context(|| format!("{function}: its replica has no runtime token"))?
+        .to_string();
     Ok(warm::Replica {
         function: function.to_string(),
         addr: SocketAddr::new(ip, 8080),
         pid,
         expect_body: expect_body.to_string(),
+        token,
     })
 }
 
@@ -468,7 +483,25 @@ async fn main_stack(
             for (f, body) in fns {
                 let rep = replica(docker, &stack, f, body).await?;
                 rows.extend(
-                    warm::run(&s.load, &plat, &rep, tmp, &results.join("configs"), p).await?,
+                    warm::run(
+                        // Every row carries the replica's runtime token, so the rows that
+                        // reach it without the router (direct, nginx, HAProxy) are answered;
+                        // the router replaces it with its own on the Sluice rows.
+                        &wrk::Load {
+                            headers: vec![format!(
+                                "{}: {}",
+                                sluice_common::runtime::HEADER,
+                                rep.token
+                            )],
+                            ..s.load.clone()
+                        },
+                        &plat,
+                        &rep,
+                        tmp,
+                        &results.join("configs"),
+                        p,
+                    )
+                    .await?,
                 );
             }
             for (f, _) in fns {

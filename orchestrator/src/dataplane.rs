@@ -29,6 +29,29 @@ pub struct DataPlane {
     routers: Vec<String>,
     /// Longest wait for in-flight requests of a removed replica (beyond the call timeout).
     drain_slack: Duration,
+    /// Derives each function's runtime token (`common::runtime`).
+    runtime: RuntimeTokens,
+}
+
+/// The runtime tokens of an installation: one per function, from a control-plane secret.
+#[derive(Clone)]
+pub struct RuntimeTokens {
+    secret: std::sync::Arc<Vec<u8>>,
+    instance: String,
+}
+
+impl RuntimeTokens {
+    pub fn new(secret: Vec<u8>, instance: &str) -> Self {
+        RuntimeTokens {
+            secret: std::sync::Arc::new(secret),
+            instance: instance.to_string(),
+        }
+    }
+
+    /// The token `function`'s replicas want on every request.
+    pub fn of(&self, function: &str) -> String {
+        sluice_common::runtime::token(&self.secret, &self.instance, function)
+    }
 }
 
 impl DataPlane {
@@ -38,6 +61,7 @@ impl DataPlane {
         xds_token: Option<String>,
         routers: Vec<String>,
         drain_slack: Duration,
+        runtime: RuntimeTokens,
     ) -> Self {
         DataPlane {
             http,
@@ -49,7 +73,12 @@ impl DataPlane {
                 .filter(|u| !u.is_empty())
                 .collect(),
             drain_slack,
+            runtime,
         }
+    }
+
+    pub fn runtime_tokens(&self) -> &RuntimeTokens {
+        &self.runtime
     }
 
     pub fn enabled(&self) -> bool {
@@ -85,6 +114,7 @@ impl DataPlane {
                 "connect_timeout_ms": 1000,
                 "drain_timeout_ms": self.drain_timeout(spec).as_millis() as u64,
                 "require_key": spec.auth == sluice_common::registry::Auth::Key,
+                "runtime_token": self.runtime.of(&spec.name),
             },
             "endpoints": endpoints.iter().map(|e| json!({
                 "id": e.id,

@@ -287,6 +287,10 @@ async fn serve(mut cfg: Config) -> anyhow::Result<()> {
         xds_token,
         cfg.router_admin.clone(),
         cfg.drain_slack,
+        dataplane::RuntimeTokens::new(
+            [b"runtime\0".as_slice(), &state_secret].concat(),
+            &cfg.instance,
+        ),
     );
     let mdf_pool = if cfg.mdf_pool_max > 0 {
         let Some(gateway_ip) = with_retry("function network gateway", &stop, || {

@@ -243,9 +243,11 @@ async fn deploy_api_validates_builds_python_deps_and_removes() {
         .as_str()
         .expect("address")
         .to_string();
+    let token = runtime_token(f["replicaList"][0]["id"].as_str().expect("id"));
     let body = s
         .http
         .get(format!("http://{addr}/"))
+        .header(sluice_common::runtime::HEADER, token)
         .send()
         .await
         .expect("call")
@@ -284,9 +286,11 @@ async fn rust_function_is_compiled_into_its_image() {
         .expect("address")
         .to_string();
     let payload = vec![0u8, 159, 146, 150, b'h', b'i'];
+    let token = runtime_token(f["replicaList"][0]["id"].as_str().expect("id"));
     let r = s
         .http
         .post(format!("http://{addr}/"))
+        .header(sluice_common::runtime::HEADER, token)
         .body(payload.clone())
         .send()
         .await
@@ -411,6 +415,7 @@ async fn warm_pool_serves_scale_ups_by_unpausing_and_refills() {
     let body = s
         .http
         .get(format!("http://{addr}/?name=pool"))
+        .header(sluice_common::runtime::HEADER, runtime_token(&pooled))
         .send()
         .await
         .expect("call")

@@ -44,9 +44,11 @@ async fn hello_lifecycle_scale_kill_adopt_and_scale_to_zero() {
         .as_str()
         .expect("address")
         .to_string();
+    let token = runtime_token(f["replicaList"][0]["id"].as_str().expect("id"));
     let body = s
         .http
         .get(format!("http://{addr}/"))
+        .header(sluice_common::runtime::HEADER, token)
         .send()
         .await
         .expect("call replica")

@@ -314,6 +314,31 @@ async fn the_control_api_and_private_functions_need_the_right_credentials() {
         got.sort();
         assert_eq!(got, nets, "{function}");
     }
+    // Other functions' runtimes, though on the same network, answer nothing but the
+    // platform: from inside `hello`, calls straight to an `open` replica are refused, with
+    // no token or with `hello`'s own; through the gateway `open` answers (above).
+    let open_ip = docker(&[
+        "inspect",
+        "-f",
+        &format!("{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}", s.network),
+        &s.containers("open", false)[0],
+    ]);
+    let direct = r#"
+import os, sys, urllib.request, urllib.error
+own = os.environ["SLUICE_RUNTIME_TOKEN"]
+for path, token in (("/", None), ("/_/ready", None), ("/", own)):
+    req = urllib.request.Request("http://" + sys.argv[1] + ":8080" + path)
+    if token:
+        req.add_header("x-sluice-runtime-token", token)
+    try:
+        print(path, urllib.request.urlopen(req, timeout=10).status)
+    except urllib.error.HTTPError as e:
+        print(path, e.code)
+"#;
+    let hello = s.containers("hello", false);
+    let out = docker(&["exec", &hello[0], "python3", "-c", direct, &open_ip]);
+    assert_eq!(out, "/ 403\n/_/ready 403\n/ 403", "{out}");
+
     for (net, internal) in [(&s.network, "true"), (&egress, "false")] {
         assert_eq!(
             docker(&["network", "inspect", "-f", "{{.Internal}}", net]),

@@ -40,6 +40,9 @@ pub struct ClusterJson {
     /// Callers need an invoke key (the function's `auth: key`).
     #[serde(default)]
     pub require_key: bool,
+    /// What the routers send the function's replicas (`common::runtime`).
+    #[serde(default)]
+    pub runtime_token: String,
 }
 
 /// `pb::EndpointHealth`.
@@ -224,6 +227,7 @@ impl ClusterJson {
             connect_timeout_ms: self.connect_timeout_ms,
             drain_timeout_ms: self.drain_timeout_ms,
             require_key: self.require_key,
+            runtime_token: self.runtime_token,
         })
     }
 }
@@ -352,6 +356,7 @@ impl From<&pb::Cluster> for ClusterJson {
             connect_timeout_ms: c.connect_timeout_ms,
             drain_timeout_ms: c.drain_timeout_ms,
             require_key: c.require_key,
+            runtime_token: c.runtime_token.clone(),
         }
     }
 }

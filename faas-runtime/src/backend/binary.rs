@@ -80,6 +80,7 @@ impl BinaryBackend {
     /// Runs the executable once for `inv`.
     pub async fn invoke(&self, inv: Invocation) -> Result<Outcome> {
         let mut cmd = tokio::process::Command::new(&self.path);
+        cmd.env_remove(sluice_common::runtime::ENV_TOKEN);
         cmd.env("Http_Method", &inv.method)
             .env("Http_Path", &inv.path)
             .env("Http_Query", &inv.query)

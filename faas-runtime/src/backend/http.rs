@@ -69,6 +69,7 @@ impl HttpBackend {
             ));
         };
         let mut cmd = tokio::process::Command::new(program);
+        cmd.env_remove(sluice_common::runtime::ENV_TOKEN);
         cmd.args(argv)
             .env("PORT", cfg.http_port.to_string())
             .stdin(Stdio::null())

@@ -139,7 +139,7 @@ async fn none_left(ctx: &Ctx<'_>, function: &str) -> Result<()> {
 
 /// One call to a function at zero through the gateway; the time to its first byte.
 async fn cold_call(ctx: &Ctx<'_>, function: &str) -> Result<f64> {
-    let r = http::get(ctx.gateway, &format!("/{function}"), LONG).await?;
+    let r = http::get(ctx.gateway, &format!("/{function}"), None, LONG).await?;
     if r.status != 200 {
         bail!("cold call to {function}: {} {}", r.status, r.body);
     }
@@ -278,13 +278,23 @@ async fn template(ctx: &Ctx<'_>, function: &str) -> Result<Template> {
     if hc.init == Some(true) {
         run_args.push("--init".into());
     }
-    for e in cfg.env.iter().flatten() {
+    // The baselines are plain containers of the same image and settings, polled without the
+    // platform's runtime token: they do not get one (it only gates who may call).
+    let token_var = format!("{}=", sluice_common::runtime::ENV_TOKEN);
+    let env: Vec<String> = cfg
+        .env
+        .iter()
+        .flatten()
+        .filter(|e| !e.starts_with(&token_var))
+        .cloned()
+        .collect();
+    for e in &env {
         run_args.extend(["-e".into(), e.clone()]);
     }
     let body = ContainerCreateBody {
         image: Some(image.clone()),
         user: cfg.user.clone(),
-        env: cfg.env.clone(),
+        env: Some(env),
         labels: Some(labels),
         host_config: Some(host_config),
         networking_config: Some(NetworkingConfig {

@@ -30,20 +30,29 @@ impl Reply {
 }
 
 /// `GET path` on `addr` within `timeout` (connect, first byte and the rest together).
-pub async fn get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<Reply> {
-    match tokio::time::timeout(timeout, get_inner(addr, path)).await {
+/// `token`: a runtime token to send (a replica answers nothing without its own).
+pub async fn get(
+    addr: SocketAddr,
+    path: &str,
+    token: Option<&str>,
+    timeout: Duration,
+) -> Result<Reply> {
+    match tokio::time::timeout(timeout, get_inner(addr, path, token)).await {
         Ok(r) => r,
         Err(_) => bail!("GET http://{addr}{path}: no complete response within {timeout:?}"),
     }
 }
 
-async fn get_inner(addr: SocketAddr, path: &str) -> Result<Reply> {
+async fn get_inner(addr: SocketAddr, path: &str, token: Option<&str>) -> Result<Reply> {
     let start = Instant::now();
     let mut s = TcpStream::connect(addr)
         .await
         .with_context(|| format!("connect {addr}"))?;
     s.set_nodelay(true).ok();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let token = token
+        .map(|t| format!("{}: {t}\r\n", sluice_common::runtime::HEADER))
+        .unwrap_or_default();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{token}Connection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await.context("send request")?;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
@@ -95,7 +104,7 @@ pub async fn until_ready(
     timeout: Duration,
 ) -> Result<Duration> {
     loop {
-        if let Ok(r) = get(addr, "/_/ready", Duration::from_secs(2)).await {
+        if let Ok(r) = get(addr, "/_/ready", None, Duration::from_secs(2)).await {
             if r.status == 200 {
                 return Ok(since.elapsed());
             }

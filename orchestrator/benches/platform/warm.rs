@@ -57,6 +57,8 @@ pub struct Replica {
     pub pid: u32,
     /// What a correct answer's body starts with.
     pub expect_body: String,
+    /// Its runtime token (the direct rows need it, as the router does).
+    pub token: String,
 }
 
 /// One measured row.
@@ -205,7 +207,7 @@ pub async fn run(
             .unwrap_or_default();
         // One plain call first: a row that cannot answer correctly is an error, not a number.
         let (addr, path) = addr_of(&url)?;
-        let r = http::get(addr, &path, Duration::from_secs(10))
+        let r = http::get(addr, &path, Some(&replica.token), Duration::from_secs(10))
             .await
             .with_context(|| format!("({key}) {label}: {url}"))?;
         if r.status != 200 || !r.body.contains(&replica.expect_body) {

@@ -15,6 +15,8 @@ pub struct Load {
     pub connections: u32,
     pub duration: Duration,
     pub warmup: Duration,
+    /// Headers every request carries (`Name: value`).
+    pub headers: Vec<String>,
 }
 
 impl Load {
@@ -27,13 +29,31 @@ impl Load {
             "--timeout".into(),
             "5s".into(),
             "--latency".into(),
-            url.to_string(),
         ]
+        .into_iter()
+        .chain(
+            self.headers
+                .iter()
+                .flat_map(|h| ["-H".to_string(), h.clone()]),
+        )
+        .chain([url.to_string()])
+        .collect()
     }
 
     /// The measured run's command line (for the report).
     pub fn command_line(&self, url: &str) -> String {
-        format!("wrk {}", self.args(self.duration, url).join(" "))
+        // The runtime token's value stays out of the report.
+        let args: Vec<String> = self
+            .args(self.duration, url)
+            .into_iter()
+            .map(|a| match a.split_once(':') {
+                Some((name, _)) if name.eq_ignore_ascii_case(sluice_common::runtime::HEADER) => {
+                    format!("'{name}: …'")
+                }
+                _ => a,
+            })
+            .collect();
+        format!("wrk {}", args.join(" "))
     }
 }
 

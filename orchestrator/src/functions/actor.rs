@@ -1026,6 +1026,11 @@ impl Actor {
                     }
                     env.extend(ctx.mdf_env.iter().cloned());
                 }
+                env.push(format!(
+                    "{}={}",
+                    sluice_common::runtime::ENV_TOKEN,
+                    ctx.dataplane.runtime_tokens().of(&spec.name)
+                ));
                 let secrets = ctx.secrets.open(&spec.secrets).await?;
                 ctx.engine
                     .launch(&spec, &name, &image.id, &hash, env, &secrets)
@@ -1055,6 +1060,7 @@ impl Actor {
                 readiness::wait_ready(
                     &ctx.http,
                     &address,
+                    &ctx.dataplane.runtime_tokens().of(&spec.name),
                     ctx.ready_poll,
                     spec.scaling.cold_start_timeout,
                 )
@@ -1082,11 +1088,14 @@ impl Actor {
         let ctx = self.ctx.clone();
         let tx = self.tx.clone();
         let deadline = self.spec.scaling.cold_start_timeout;
+        let token = self.ctx.dataplane.runtime_tokens().of(&self.spec.name);
         let handle = tokio::spawn(async move {
             let result = match ctx.engine.unpause(&id).await {
-                Ok(()) => readiness::wait_ready(&ctx.http, &address, ctx.ready_poll, deadline)
-                    .await
-                    .map(|_| address),
+                Ok(()) => {
+                    readiness::wait_ready(&ctx.http, &address, &token, ctx.ready_poll, deadline)
+                        .await
+                        .map(|_| address)
+                }
                 Err(e) => Err(e),
             };
             let _ = tx.send(Command::Probed { slot, result }).await;
@@ -1132,10 +1141,12 @@ impl Actor {
         let ctx = self.ctx.clone();
         let tx = self.tx.clone();
         let deadline = self.spec.scaling.cold_start_timeout;
+        let token = self.ctx.dataplane.runtime_tokens().of(&self.spec.name);
         let handle = tokio::spawn(async move {
-            let result = readiness::wait_ready(&ctx.http, &address, ctx.ready_poll, deadline)
-                .await
-                .map(|_| address);
+            let result =
+                readiness::wait_ready(&ctx.http, &address, &token, ctx.ready_poll, deadline)
+                    .await
+                    .map(|_| address);
             let _ = tx.send(Command::Probed { slot, result }).await;
         });
         if let Some(r) = self.replicas.get_mut(&slot) {

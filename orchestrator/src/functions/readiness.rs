@@ -4,10 +4,12 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result};
 
-/// Polls `http://<address>/_/ready` every `every` until it answers 200 or `deadline` passes.
+/// Polls `http://<address>/_/ready` every `every` until it answers 200 or `deadline` passes,
+/// with the function's runtime token (`token`).
 pub async fn wait_ready(
     http: &reqwest::Client,
     address: &str,
+    token: &str,
     every: Duration,
     deadline: Duration,
 ) -> Result<Duration> {
@@ -15,7 +17,11 @@ pub async fn wait_ready(
     let started = Instant::now();
     let mut last;
     loop {
-        match http.get(&url).timeout(Duration::from_secs(1)).send().await {
+        let probe = http
+            .get(&url)
+            .header(sluice_common::runtime::HEADER, token)
+            .timeout(Duration::from_secs(1));
+        match probe.send().await {
             Ok(r) if r.status().is_success() => return Ok(started.elapsed()),
             Ok(r) => {
                 let status = r.status();

@@ -181,6 +181,23 @@ impl Drop for Stack {
     }
 }
 
+/// The runtime token of replica `id` (its runtime answers nothing without it; the platform's
+/// routers send it, and so do these tests, which call replicas directly).
+pub fn runtime_token(id: &str) -> String {
+    let prefix = format!("{}=", sluice_common::runtime::ENV_TOKEN);
+    let v: Value = serde_json::from_str(&sluice_common::testing::docker(&["inspect", id]))
+        .expect("docker inspect JSON");
+    v[0]["Config"]["Env"]
+        .as_array()
+        .and_then(|env| {
+            env.iter()
+                .filter_map(Value::as_str)
+                .find_map(|e| e.strip_prefix(&prefix))
+        })
+        .expect("the replica has a runtime token")
+        .to_string()
+}
+
 /// Replica ids from a function JSON.
 pub fn replica_ids(f: &Value) -> Vec<String> {
     let mut ids: Vec<String> = f["replicaList"]

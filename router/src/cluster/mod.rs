@@ -91,6 +91,9 @@ impl Settings {
 pub struct ClusterState {
     name: String,
     inner: Mutex<Inner>,
+    /// The function's runtime token, sent on every call to its replicas (swapped, not
+    /// locked: read once per request).
+    runtime_token: arc_swap::ArcSwapOption<hyper::header::HeaderValue>,
     next_waiter: AtomicU64,
     /// Request telemetry of this cluster.
     pub stats: ClusterStats,
@@ -140,7 +143,32 @@ impl ClusterState {
             }),
             next_waiter: AtomicU64::new(1),
             stats: ClusterStats::default(),
+            runtime_token: arc_swap::ArcSwapOption::empty(),
         })
+    }
+
+    /// The header value of the function's runtime token, if it has one.
+    pub fn runtime_token(&self) -> Option<Arc<hyper::header::HeaderValue>> {
+        self.runtime_token.load_full()
+    }
+
+    /// Sets the runtime token from the cluster's config (empty: none). A value that is not
+    /// a valid header (never sent by the orchestrator) counts as none.
+    pub fn set_runtime_token(&self, token: &str) {
+        let current = self.runtime_token.load();
+        if current.as_deref().map(|v| v.as_bytes()) == Some(token.as_bytes())
+            || (current.is_none() && token.is_empty())
+        {
+            return;
+        }
+        let value = (!token.is_empty())
+            .then(|| hyper::header::HeaderValue::from_str(token).ok())
+            .flatten()
+            .map(|mut v| {
+                v.set_sensitive(true);
+                Arc::new(v)
+            });
+        self.runtime_token.store(value);
     }
 
     pub fn name(&self) -> &str {

@@ -118,6 +118,7 @@ impl Registry {
                 .entry(name.clone())
                 .or_insert_with(|| ClusterState::new(name, settings));
             state.apply(settings, endpoints);
+            state.set_runtime_token(&c.runtime_token);
         }
         for (name, state) in clusters.iter() {
             if !snap.clusters.contains_key(name) {

@@ -297,6 +297,12 @@ impl ProxyHttp for RouterProxy {
         if let Some(path) = &ctx.upstream_path {
             upstream_request.set_raw_path(path.as_bytes())?;
         }
+        // Whatever a caller sent under this name never reaches a replica.
+        upstream_request.remove_header(sluice_common::runtime::HEADER);
+        if let Some(token) = ctx.cluster.as_ref().and_then(|c| c.runtime_token()) {
+            upstream_request
+                .insert_header(sluice_common::runtime::HEADER, token.as_ref().clone())?;
+        }
         Ok(())
     }
 

@@ -60,7 +60,13 @@ pub(super) async fn serve(session: &mut Session, ctx: &mut RequestCtx) {
             return ctx.respond(session, &reply).await;
         };
         let (addr, settings) = (lease.endpoint().addr(), *lease.settings());
-        let request = match build_request(session, ctx.upstream_path.as_deref(), body.clone()) {
+        let token = ctx.cluster.as_ref().and_then(|c| c.runtime_token());
+        let request = match build_request(
+            session,
+            ctx.upstream_path.as_deref(),
+            token.as_deref(),
+            body.clone(),
+        ) {
             Ok(r) => r,
             Err(e) => {
                 let reply = Reply::new(400, format!("bad upgrade request: {e}"), f.as_deref());
@@ -118,6 +124,7 @@ async fn read_small_body(session: &mut Session) -> Result<Bytes, Reply> {
 fn build_request(
     session: &Session,
     upstream_path: Option<&str>,
+    runtime_token: Option<&hyper::header::HeaderValue>,
     body: Bytes,
 ) -> Result<hyper::Request<Full<Bytes>>, String> {
     let req = session.req_header();
@@ -131,6 +138,11 @@ fn build_request(
         .body(Full::new(body))
         .map_err(|e| e.to_string())?;
     *out.headers_mut() = req.headers.clone();
+    let headers = out.headers_mut();
+    headers.remove(sluice_common::runtime::HEADER);
+    if let Some(t) = runtime_token {
+        headers.insert(sluice_common::runtime::HEADER, t.clone());
+    }
     Ok(out)
 }
 

@@ -378,6 +378,7 @@ impl PythonBackend {
         )))?;
 
         let mut cmd = tokio::process::Command::new(&cfg.python);
+        cmd.env_remove(sluice_common::runtime::ENV_TOKEN);
         // -I -S: isolated mode without `site` (no PYTHON* variables, no user or system
         // site-packages scan): the interpreter reads far fewer files, which is what a cold
         // container on an overlay filesystem pays for. The function's folder and its `deps/`
