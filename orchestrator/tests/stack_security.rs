@@ -320,7 +320,10 @@ async fn the_control_api_and_private_functions_need_the_right_credentials() {
     let open_ip = docker(&[
         "inspect",
         "-f",
-        &format!("{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}", s.network),
+        &format!(
+            "{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}",
+            s.network
+        ),
         &s.containers("open", false)[0],
     ]);
     let direct = r#"

@@ -734,6 +734,33 @@ fn check_env(ctx: &mut Ctx<'_>, e: &Entry) -> BTreeMap<String, String> {
 /// state must be Redis). That each name is a function with state is checked across entries
 /// by [`check_events_from_refs`].
 fn check_events_from(ctx: &mut Ctx<'_>, e: &Entry, key: &str, state: State) -> Vec<String> {
+    if state != State::Redis && matches!(&e.value.value, Value::Seq(items) if !items.is_empty()) {
+        ctx.err(
+            e.key_pos,
+            Some("events_from"),
+            "reading other functions' events needs `state: redis` (the grant goes to the function's Redis user)",
+        );
+    }
+    name_list(ctx, e, "events_from", "function name", |name| {
+        if !crate::is_dns_label(name) {
+            Some(format!("`{name}` is not a function name (a DNS label)"))
+        } else if name == key {
+            Some("a function reads its own events through its own state already".into())
+        } else {
+            None
+        }
+    })
+}
+
+/// A list of names in `field`: each item a scalar that `refuse` does not object to (its
+/// answer is the error), each once. Errors carry the item's position.
+fn name_list(
+    ctx: &mut Ctx<'_>,
+    e: &Entry,
+    field: &str,
+    what: &str,
+    refuse: impl Fn(&str) -> Option<String>,
+) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let items = match &e.value.value {
         Value::Seq(items) => items,
@@ -741,50 +768,26 @@ fn check_events_from(ctx: &mut Ctx<'_>, e: &Entry, key: &str, state: State) -> V
         _ => {
             ctx.err(
                 e.value.pos,
-                Some("events_from"),
-                format!(
-                    "expected a list of function names, found {}",
-                    e.value.describe()
-                ),
+                Some(field),
+                format!("expected a list of {what}s, found {}", e.value.describe()),
             );
             return out;
         }
     };
-    if state != State::Redis && !items.is_empty() {
-        ctx.err(
-            e.key_pos,
-            Some("events_from"),
-            "reading other functions' events needs `state: redis` (the grant goes to the function's Redis user)",
-        );
-    }
     for item in items {
         let Value::Scalar { text, .. } = &item.value else {
             ctx.err(
                 item.pos,
-                Some("events_from"),
-                format!("expected a function name, found {}", item.describe()),
+                Some(field),
+                format!("expected a {what}, found {}", item.describe()),
             );
             continue;
         };
         let name = text.trim();
-        if !crate::is_dns_label(name) {
-            ctx.err(
-                item.pos,
-                Some("events_from"),
-                format!("`{name}` is not a function name (a DNS label)"),
-            );
-        } else if name == key {
-            ctx.err(
-                item.pos,
-                Some("events_from"),
-                "a function reads its own events through its own state already",
-            );
+        if let Some(why) = refuse(name) {
+            ctx.err(item.pos, Some(field), why);
         } else if out.iter().any(|n| n == name) {
-            ctx.err(
-                item.pos,
-                Some("events_from"),
-                format!("`{name}` is listed twice"),
-            );
+            ctx.err(item.pos, Some(field), format!("`{name}` is listed twice"));
         } else {
             out.push(name.to_string());
         }
@@ -861,66 +864,28 @@ fn check_uses(ctx: &mut Ctx<'_>, e: &Entry) -> Vec<Service> {
 /// value written here instead of a name is refused without being echoed.
 fn check_secrets(ctx: &mut Ctx<'_>, e: &Entry) -> Vec<String> {
     use crate::secrets;
-    let mut out: Vec<String> = Vec::new();
-    let items = match &e.value.value {
-        Value::Seq(items) => items,
-        Value::Null => return out,
-        _ => {
+    if let Value::Seq(items) = &e.value.value {
+        if items.len() > secrets::MAX_PER_FUNCTION {
             ctx.err(
-                e.value.pos,
+                e.key_pos,
                 Some("secrets"),
                 format!(
-                    "expected a list of secret names, found {}",
-                    e.value.describe()
+                    "{} secrets listed; a function may have at most {}",
+                    items.len(),
+                    secrets::MAX_PER_FUNCTION
                 ),
             );
-            return out;
         }
-    };
-    if items.len() > secrets::MAX_PER_FUNCTION {
-        ctx.err(
-            e.key_pos,
-            Some("secrets"),
+    }
+    name_list(ctx, e, "secrets", "secret name", |name| {
+        // Never echo it: a value pasted here by mistake must not reach the logs.
+        (!secrets::is_name(name)).then(|| {
             format!(
-                "{} secrets listed; a function may have at most {}",
-                items.len(),
-                secrets::MAX_PER_FUNCTION
-            ),
-        );
-    }
-    for item in items {
-        let name = match &item.value {
-            Value::Scalar { text, .. } => text.trim(),
-            _ => {
-                ctx.err(
-                    item.pos,
-                    Some("secrets"),
-                    format!("expected a secret name, found {}", item.describe()),
-                );
-                continue;
-            }
-        };
-        if !secrets::is_name(name) {
-            // Never echo it: a value pasted here by mistake must not reach the logs.
-            ctx.err(
-                item.pos,
-                Some("secrets"),
-                format!(
-                    "not a secret name ({}); values never go in the registry: create the secret with POST /system/secrets and list its name here",
-                    secrets::NAME_RULE
-                ),
-            );
-        } else if out.iter().any(|n| n == name) {
-            ctx.err(
-                item.pos,
-                Some("secrets"),
-                format!("`{name}` is listed twice"),
-            );
-        } else {
-            out.push(name.to_string());
-        }
-    }
-    out
+                "not a secret name ({}); values never go in the registry: create the secret with POST /system/secrets and list its name here",
+                secrets::NAME_RULE
+            )
+        })
+    })
 }
 
 /// Every name in an `events_from` list is a function of the registry with `state: redis`
