@@ -652,8 +652,20 @@ async fn secrets_reach_their_function_only(s: &ComposeStack, admin: &str, deploy
     .await;
     assert_eq!(st, StatusCode::CONFLICT, "{text}");
     assert!(text.contains("keeper"), "{text}");
-    let (st, _, _) = post(admin, json!({"name": "spare", "value": "x"})).await;
-    assert_eq!(st, StatusCode::CREATED);
+    // As `curl -d '{...}'` sends it (a form content type): read as JSON all the same.
+    let r = s
+        .http
+        .post(s.url("/system/secrets"))
+        .header(reqwest::header::AUTHORIZATION, admin)
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(r#"{"name": "spare", "value": "x"}"#)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::CREATED);
     for want in [StatusCode::OK, StatusCode::NOT_FOUND] {
         let (st, _, text) = call(
             s,

@@ -133,10 +133,18 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(JsonBody(v)),
-            Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, e.body_text(), None)),
-        }
+        // The body is read as JSON whatever its Content-Type says: `curl -d '{...}'` (which
+        // sends a form type) works as a JSON client does.
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text(), None))?;
+        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("the body is not the JSON expected: {e}"),
+                None,
+            )
+        })
     }
 }
 
