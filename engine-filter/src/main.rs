@@ -10,7 +10,6 @@ mod proxy;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use clap::Parser;
@@ -109,12 +108,7 @@ async fn main() -> anyhow::Result<()> {
     std::fs::set_permissions(&cfg.listen, std::fs::Permissions::from_mode(0o666))?;
     tracing::info!(listen = %cfg.listen.display(), engine = %cfg.engine.display(),
         instance = %cfg.instance, network = %cfg.network, "engine filter listening");
-    let filter = Arc::new(proxy::Filter {
-        policy,
-        engine: cfg.engine.clone(),
-        allowed: AtomicU64::new(0),
-        denied: AtomicU64::new(0),
-    });
+    let filter = Arc::new(proxy::Filter::new(policy, cfg.engine.clone()));
     let stop = sluice_common::shutdown::token();
     loop {
         let stream = tokio::select! {

@@ -30,6 +30,26 @@ pub struct Filter {
     pub engine: PathBuf,
     pub allowed: AtomicU64,
     pub denied: AtomicU64,
+    /// Containers found to be this installation's, by the id or name they were asked by. A
+    /// container's labels never change and an id is never reused, so a positive answer
+    /// stays true; only the next calls on the same container skip the engine round trip
+    /// (a pooled replica's unpause, a stop). Bounded: cleared when full.
+    pub owned_cache: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+/// Entries [`Filter::owned_cache`] holds at most.
+const OWNED_CACHE_MAX: usize = 10_000;
+
+impl Filter {
+    pub fn new(policy: Policy, engine: PathBuf) -> Self {
+        Filter {
+            policy,
+            engine,
+            allowed: AtomicU64::new(0),
+            denied: AtomicU64::new(0),
+            owned_cache: Default::default(),
+        }
+    }
 }
 
 fn full(b: impl Into<Bytes>) -> Body {
@@ -70,6 +90,28 @@ impl Filter {
 
     /// True when container `id` (id or name) carries this installation's label.
     async fn owned(&self, id: &str) -> Result<bool, String> {
+        // Only ids are cached: a name can be given to another container once this one is
+        // gone.
+        let is_id = id.len() >= 12 && id.bytes().all(|b| b.is_ascii_hexdigit());
+        if is_id && self.cache().contains(id) {
+            return Ok(true);
+        }
+        let owned = self.ask_owned(id).await?;
+        if owned && is_id {
+            let mut cache = self.cache();
+            if cache.len() >= OWNED_CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(id.to_string());
+        }
+        Ok(owned)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.owned_cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn ask_owned(&self, id: &str) -> Result<bool, String> {
         let req = Request::get(format!("/containers/{id}/json"))
             .header(hyper::header::HOST, "docker")
             .body(full(Bytes::new()))

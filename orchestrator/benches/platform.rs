@@ -292,6 +292,20 @@ async fn preflight() -> Result<()> {
     Ok(())
 }
 
+/// The main process of container `id`.
+async fn main_pid(docker: &Docker, id: &str) -> Result<u32> {
+    let info = docker
+        .inspect_container(id, None::<InspectContainerOptions>)
+        .await
+        .with_context(|| format!("inspect container {id}"))?;
+    Ok(info
+        .state
+        .as_ref()
+        .and_then(|s| s.pid)
+        .filter(|p| *p > 0)
+        .with_context(|| format!("container {id} has no running process"))? as u32)
+}
+
 async fn inspect(docker: &Docker, id: &str, network: &str) -> Result<(IpAddr, u32)> {
     let info = docker
         .inspect_container(id, None::<InspectContainerOptions>)
@@ -356,9 +370,21 @@ async fn platform(docker: &Docker, stack: &ComposeStack) -> Result<(warm::Platfo
         if id.is_empty() {
             bail!("compose service {name} is not running");
         }
-        let (ip, pid) = inspect(docker, &id, &stack.network).await?;
-        services.push(Tracked::process(name, pid));
-        addr.insert(name, (ip, pid));
+        // The router listens on its control-network address only (the function network
+        // cannot reach it); the others are measured by process, and the gateway is on both.
+        let network = match name {
+            "gateway" => Some(stack.network.clone()),
+            "router" => Some(format!("{}_control", stack.project)),
+            _ => None,
+        };
+        match network {
+            Some(net) => {
+                let (ip, pid) = inspect(docker, &id, &net).await?;
+                services.push(Tracked::process(name, pid));
+                addr.insert(name, (ip, pid));
+            }
+            None => services.push(Tracked::process(name, main_pid(docker, &id).await?)),
+        }
     }
     let (g_ip, g_pid) = addr["gateway"];
     let (r_ip, r_pid) = addr["router"];
