@@ -307,7 +307,7 @@ impl Policy {
             "UsernsMode",
             "CgroupnsMode",
         ] {
-            if is_host(get(k)) || get(k).and_then(Value::as_str) == Some("host") {
+            if is_host(get(k)) {
                 return Err(format!("HostConfig.{k} host is not allowed"));
             }
         }

@@ -66,11 +66,19 @@ pub(super) async fn list(State(api): State<Api>) -> Result<Json<Value>, ApiError
         .list()
         .await
         .map_err(|e| ApiError::from_error(e, None))?;
-    let mut out = Vec::with_capacity(secrets.len());
-    for s in secrets {
-        let used_by = api.sup.using_secret(&s.name).await;
-        out.push(json!({ "name": s.name, "updatedAt": s.updated_unix_ms, "usedBy": used_by }));
-    }
+    // One look at the functions for the whole list, not one per secret.
+    let functions = api.sup.sources().await;
+    let out = secrets
+        .into_iter()
+        .map(|s| {
+            let used_by: Vec<&String> = functions
+                .iter()
+                .filter(|(_, (_, spec))| spec.secrets.contains(&s.name))
+                .map(|(n, _)| n)
+                .collect();
+            json!({ "name": s.name, "updatedAt": s.updated_unix_ms, "usedBy": used_by })
+        })
+        .collect();
     Ok(Json(Value::Array(out)))
 }
 
