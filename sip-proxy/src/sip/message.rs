@@ -242,6 +242,12 @@ fn parse_head(buf: &Bytes, limits: Limits, stream: bool) -> Result<Framed, Refus
             return Err(Refused::bare(Malformed::TooManyHeaders));
         }
         let text = std::str::from_utf8(line).map_err(|_| Refused::bare(Malformed::NotUtf8))?;
+        // RFC 3261 §25.1: a header value is TEXT-UTF8 and LWS, no control character but the
+        // tab (and the CRLF of a folded line). A value with one could not be copied faithfully
+        // into an answer (the typed parsers trim some of them and not others).
+        if text.bytes().any(is_forbidden_control) {
+            return Err(Refused::bare(Malformed::HeaderLine));
+        }
         match Line::parse(&src, text) {
             Ok((_, Line { name, value })) if !name.as_print_str().is_empty() => {
                 headers.push((name, value))
@@ -329,6 +335,10 @@ fn parse_start(src: &Bytes, line: &str) -> Result<Start, Refused> {
             }
         }
     }
+}
+
+fn is_forbidden_control(b: u8) -> bool {
+    (b < 0x20 && !matches!(b, b'\t' | b'\r' | b'\n')) || b == 0x7f
 }
 
 /// Parses one header value with the crate's typed parser; `None` unless it all parses.

@@ -106,6 +106,18 @@ fn each_defect_has_its_reason() {
             Malformed::HeaderLine,
         ),
         (
+            // Found by the mutation property: a vertical tab after the To value.
+            REGISTER.replace(
+                "To: <sip:alice@example.org>\r\n",
+                "To: <sip:alice@example.org>\x0b\n",
+            ),
+            Malformed::HeaderLine,
+        ),
+        (
+            REGISTER.replace("Call-ID: c1@", "Call-ID: c1\x00@"),
+            Malformed::HeaderLine,
+        ),
+        (
             REGISTER.replace(
                 "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1;rport\r\n",
                 "",
