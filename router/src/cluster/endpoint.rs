@@ -3,11 +3,13 @@
 //! An `Endpoint` object lives as long as anything refers to it: the cluster's active list,
 //! its draining list, or a [`super::Lease`] of a request in flight. Config updates that keep
 //! the endpoint (same id and address) update its limits in place, so its in-flight counter
-//! survives every push. The in-flight counter is only changed under the owning cluster's
-//! lock; it can be read from anywhere.
+//! survives every push. The in-flight counter is changed by compare-and-swap (never above
+//! the cap), with or without the cluster's lock; the draining flag only under the lock. Both
+//! are sequentially consistent: the lock-free path writes the counter then reads the flag,
+//! a retirement writes the flag then reads the counter (see the cluster's invariants).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -70,7 +72,7 @@ impl Endpoint {
 
     /// True once the endpoint takes no new requests (removed from config or DRAINING).
     pub fn is_draining(&self) -> bool {
-        self.draining.load(Relaxed)
+        self.draining.load(SeqCst)
     }
 
     /// True when this object describes the replica `id` at `addr`.
@@ -86,26 +88,30 @@ impl Endpoint {
         }
     }
 
+    /// Caller holds the cluster lock.
     pub(super) fn set_draining(&self, draining: bool) {
-        self.draining.store(draining, Relaxed);
+        self.draining.store(draining, SeqCst);
     }
 
-    /// Takes one slot. Caller holds the cluster lock.
-    pub(super) fn acquire_slot(&self) {
-        self.in_flight.fetch_add(1, Relaxed);
+    /// Takes one slot if the cap leaves room; false when it is full.
+    pub(super) fn try_acquire_slot(&self) -> bool {
+        let cap = self.cap.load(Relaxed);
+        self.in_flight
+            .fetch_update(SeqCst, SeqCst, |n| (cap == 0 || n < cap).then(|| n + 1))
+            .is_ok()
     }
 
-    /// Gives one slot back. Caller holds the cluster lock.
+    /// Gives one slot back.
     pub(super) fn release_slot(&self) {
         let _ = self
             .in_flight
-            .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(1)));
+            .fetch_update(SeqCst, SeqCst, |n| Some(n.saturating_sub(1)));
     }
 }
 
 impl Candidate for Endpoint {
     fn in_flight(&self) -> u32 {
-        self.in_flight.load(Relaxed)
+        self.in_flight.load(SeqCst)
     }
     fn cap(&self) -> u32 {
         self.cap.load(Relaxed)

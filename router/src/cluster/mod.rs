@@ -1,18 +1,27 @@
 //! Per-cluster (per-function) state: the active endpoints, the draining ones, the bounded
 //! FIFO queue of requests waiting for a slot, the cluster's settings and telemetry.
 //!
-//! Invariants (all maintained under the one `Mutex<Inner>` of a cluster):
-//! * an endpoint's in-flight counter changes only under the lock, so a slot is never given
-//!   twice (`in_flight <= cap` for every endpoint, `cap == 0` meaning unlimited);
+//! The request path takes no lock while nobody waits: a request reads the published
+//! [`View`] (an `ArcSwap`), picks with P2C and takes its slot with a compare-and-swap on the
+//! endpoint's counter; giving the slot back is one atomic decrement. The cluster's
+//! `Mutex<Inner>` is taken only to change the config, to queue, and to serve the queue.
+//!
+//! Invariants:
+//! * a slot is taken only by a compare-and-swap that checks the cap, so `in_flight <= cap`
+//!   for every endpoint (`cap == 0` meaning unlimited), with or without the lock;
 //! * new requests only ever go to `active` endpoints; `draining` endpoints keep serving the
-//!   requests they already have and leave the list when their in-flight count reaches 0;
-//! * after every change that may free capacity (a slot released, endpoints or caps changed)
-//!   [`ClusterState::dispatch`] runs, so a waiter is never left queued while a slot it could
-//!   use is free; waiters are served in arrival order;
+//!   requests they already have and leave the list when their in-flight count reaches 0. A
+//!   slot taken without the lock on an endpoint that turned out draining is given back at
+//!   once (the draining flag is written before the counter is read, and read after the
+//!   counter is written, both sequentially consistent, so one side always sees the other);
+//! * a waiter is never left queued while a slot it could use is free: it is counted in
+//!   `waiting` (sequentially consistent) before it looks for a slot, and a release that
+//!   sees `waiting > 0` takes the lock and runs [`ClusterState::dispatch`]; the same holds
+//!   after every config change. Waiters are served in arrival order;
 //! * a request that finds waiters ahead of it queues behind them (no barging).
 //!
 //! The lock is held for microseconds and never across an `.await`. A [`Lease`] is never
-//! dropped while the lock is held (its `Drop` takes the lock).
+//! dropped while the lock is held (its `Drop` may take the lock).
 
 mod endpoint;
 mod lease;
@@ -20,10 +29,11 @@ mod queue;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use serde::Serialize;
 use sluice_common::xds::pb;
 
@@ -91,6 +101,11 @@ impl Settings {
 pub struct ClusterState {
     name: String,
     inner: Mutex<Inner>,
+    /// What the lock-free path reads; published under the lock after every config change.
+    view: ArcSwap<View>,
+    /// Requests queued (or being queued): while non-zero, releases take the lock to serve
+    /// them and new requests queue behind them.
+    waiting: AtomicUsize,
     /// The function's runtime token, sent on every call to its replicas (swapped, not
     /// locked: read once per request).
     runtime_token: arc_swap::ArcSwapOption<hyper::header::HeaderValue>,
@@ -98,6 +113,18 @@ pub struct ClusterState {
     /// Request telemetry of this cluster.
     pub stats: ClusterStats,
 }
+
+/// The part of a cluster the request path reads without the lock.
+#[derive(Debug, Default)]
+struct View {
+    settings: Settings,
+    removed: bool,
+    active: Vec<Arc<Endpoint>>,
+}
+
+/// Attempts of the lock-free path before it falls back to the lock (a failed attempt means
+/// another request took the chosen endpoint's last slot in between).
+const LOCK_FREE_ATTEMPTS: usize = 4;
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -141,6 +168,11 @@ impl ClusterState {
                 settings,
                 ..Inner::default()
             }),
+            view: ArcSwap::from_pointee(View {
+                settings,
+                ..View::default()
+            }),
+            waiting: AtomicUsize::new(0),
             next_waiter: AtomicU64::new(1),
             stats: ClusterStats::default(),
             runtime_token: arc_swap::ArcSwapOption::empty(),
@@ -182,7 +214,24 @@ impl ClusterState {
     }
 
     pub fn settings(&self) -> Settings {
-        self.lock().settings
+        self.view.load().settings
+    }
+
+    /// Publishes what the lock-free path reads. Caller holds the lock.
+    fn publish(&self, inner: &Inner) {
+        self.view.store(Arc::new(View {
+            settings: inner.settings,
+            removed: inner.removed,
+            active: inner.active.clone(),
+        }));
+    }
+
+    /// Records the queue length (the lock-free paths' gate, and telemetry). Caller holds
+    /// the lock.
+    fn sync_waiting(&self, inner: &Inner) {
+        let n = inner.waiters.len();
+        self.waiting.store(n, SeqCst);
+        self.stats.pending.store(n as u64, Relaxed);
     }
 
     /// Applies the cluster's settings and its endpoint list from a new snapshot.
@@ -242,6 +291,7 @@ impl ClusterState {
             inner.retire(ep);
         }
         inner.active = new_active;
+        self.publish(&inner);
         self.dispatch(&mut inner);
     }
 
@@ -254,7 +304,8 @@ impl ClusterState {
             inner.retire(ep);
         }
         inner.waiters.clear();
-        self.stats.pending.store(0, Relaxed);
+        self.publish(&inner);
+        self.sync_waiting(&inner);
     }
 
     /// True when the cluster left the config and nothing of it is still serving.
@@ -265,7 +316,7 @@ impl ClusterState {
 
     /// True when an active endpoint other than `ep` exists (whatever its load).
     pub fn has_alternative(&self, ep: &Endpoint) -> bool {
-        self.lock().active.iter().any(|e| e.id() != ep.id())
+        self.view.load().active.iter().any(|e| e.id() != ep.id())
     }
 
     /// Gets a slot on an endpoint (never `exclude`), waiting in the queue when every
@@ -278,6 +329,15 @@ impl ClusterState {
         self: &Arc<Self>,
         exclude: Option<Arc<Endpoint>>,
     ) -> Result<Lease, RouterError> {
+        if self.waiting.load(SeqCst) == 0 {
+            let view = self.view.load();
+            if view.removed {
+                return Err(self.removed_error());
+            }
+            if let Some(ep) = self.take_slot_lock_free(&view.active, exclude.as_deref()) {
+                return Ok(Lease::new(self.clone(), ep, view.settings));
+            }
+        }
         let (id, rx, wait) = {
             let mut inner = self.lock();
             if inner.removed {
@@ -303,6 +363,8 @@ impl ClusterState {
             let id = self.next_waiter.fetch_add(1, Relaxed);
             let (tx, rx) = tokio::sync::oneshot::channel();
             inner.waiters.push_back(Waiter { id, tx, exclude });
+            // Counted before it looks for a slot: a release from now on serves it.
+            self.sync_waiting(&inner);
             self.stats.queued_total.fetch_add(1, Relaxed);
             // Capacity may exist that only this waiter can use (others exclude it).
             self.dispatch(&mut inner);
@@ -336,24 +398,66 @@ impl ClusterState {
         RouterError::new(ErrorKind::FunctionRemoved, "function was removed")
     }
 
-    /// Picks an endpoint with P2C and takes a slot on it. Caller holds the lock.
-    fn take_slot(&self, inner: &mut Inner, exclude: Option<&Endpoint>) -> Option<Arc<Endpoint>> {
+    /// Picks an endpoint of `active` with P2C and takes a slot on it (compare-and-swap:
+    /// another request may take the last slot in between, then it picks again). `None`
+    /// when no endpoint has room.
+    fn pick(
+        &self,
+        active: &[Arc<Endpoint>],
+        exclude: Option<&Endpoint>,
+        attempts: usize,
+    ) -> Option<Arc<Endpoint>> {
         let skip = |e: &Arc<Endpoint>| exclude.is_some_and(|x| x.id() == e.id());
-        let idx = balance::select(&inner.active, skip, &mut rand::rng())?;
-        let ep = inner.active[idx].clone();
-        ep.acquire_slot();
-        self.stats.active.fetch_add(1, Relaxed);
+        let mut rng = rand::rng();
+        for _ in 0..attempts {
+            let idx = balance::select(active, skip, &mut rng)?;
+            let ep = &active[idx];
+            if ep.try_acquire_slot() {
+                self.stats.active.fetch_add(1, Relaxed);
+                return Some(ep.clone());
+            }
+        }
+        None
+    }
+
+    /// The request path's slot, without the lock; `None` sends the caller to the locked
+    /// path (no room, or too much contention).
+    fn take_slot_lock_free(
+        &self,
+        active: &[Arc<Endpoint>],
+        exclude: Option<&Endpoint>,
+    ) -> Option<Arc<Endpoint>> {
+        let ep = self.pick(active, exclude, LOCK_FREE_ATTEMPTS)?;
+        if ep.is_draining() {
+            // Retired by a config change after this view was read: give the slot back
+            // (through the lock, which also drops it from the draining list).
+            self.release(&ep);
+            return None;
+        }
         Some(ep)
     }
 
-    /// Gives a slot back (called by [`Lease`]'s drop) and wakes waiters.
+    /// Takes a slot on an active endpoint. Caller holds the lock (so the active list is
+    /// current and no endpoint is retired meanwhile).
+    fn take_slot(&self, inner: &mut Inner, exclude: Option<&Endpoint>) -> Option<Arc<Endpoint>> {
+        // Lock-free requests may still take slots: retry a bounded number of times; should
+        // every attempt lose a race, the winners' releases serve the queue.
+        let attempts = inner.active.len() + LOCK_FREE_ATTEMPTS;
+        self.pick(&inner.active, exclude, attempts)
+    }
+
+    /// Gives a slot back (called by [`Lease`]'s drop); takes the lock only when requests
+    /// wait or the endpoint drains.
     fn release(&self, ep: &Arc<Endpoint>) {
-        let mut inner = self.lock();
         ep.release_slot();
         let _ = self
             .stats
             .active
             .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(1)));
+        if self.waiting.load(SeqCst) == 0 && !ep.is_draining() {
+            return;
+        }
+        let mut inner = self.lock();
         if ep.is_draining() && ep.in_flight() == 0 {
             inner.draining.retain(|e| !Arc::ptr_eq(e, ep));
             tracing::info!(cluster = %self.name, endpoint = %ep.id(), "drained endpoint");
@@ -396,9 +500,7 @@ impl ClusterState {
                 None => i += 1,
             }
         }
-        self.stats
-            .pending
-            .store(inner.waiters.len() as u64, Relaxed);
+        self.sync_waiting(inner);
     }
 
     /// Removes waiter `id` if it is still queued; true when it was.
@@ -407,9 +509,7 @@ impl ClusterState {
         let found = inner.waiters.iter().position(|w| w.id == id);
         if let Some(pos) = found {
             inner.waiters.remove(pos);
-            self.stats
-                .pending
-                .store(inner.waiters.len() as u64, Relaxed);
+            self.sync_waiting(&inner);
         }
         found.is_some()
     }

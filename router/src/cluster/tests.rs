@@ -308,3 +308,61 @@ async fn caps_hold_under_contention() {
     assert_eq!(c.stats.active.load(Ordering::Relaxed), 0);
     assert_eq!(pending(&c), 0);
 }
+
+/// The lock-free path next to the queue and to config changes: many tasks take and give
+/// back slots on a cap of 1 while endpoints are retired and brought back. Every request is
+/// served (a stranded waiter would hit the queue timeout and fail), no cap is ever
+/// exceeded, and everything drains to zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lock_free_slots_queue_and_config_changes_together() {
+    let s = settings(1, 10_000, 20_000);
+    let c = ClusterState::new("f", s);
+    c.apply(s, &[pep("a", 1), pep("b", 2)]);
+    let over_cap = Arc::new(AtomicU32::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let (c2, over) = (c.clone(), over_cap.clone());
+        tasks.push(tokio::spawn(async move {
+            for j in 0..200 {
+                let lease = c2.acquire(None).await.expect("every request is served");
+                if lease.endpoint().in_flight() > 1 {
+                    over.fetch_add(1, Ordering::Relaxed);
+                }
+                if (i + j) % 3 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        }));
+    }
+    let churn = {
+        let c2 = c.clone();
+        tokio::spawn(async move {
+            for k in 0..300 {
+                let eps = match k % 3 {
+                    0 => vec![pep("a", 1)],
+                    1 => vec![pep("a", 1), draining(pep("b", 2))],
+                    _ => vec![pep("a", 1), pep("b", 2)],
+                };
+                c2.apply(s, &eps);
+                tokio::task::yield_now().await;
+            }
+            c2.apply(s, &[pep("a", 1), pep("b", 2)]);
+        })
+    };
+    for t in tasks {
+        t.await.expect("task");
+    }
+    churn.await.expect("churn");
+    assert_eq!(
+        over_cap.load(Ordering::Relaxed),
+        0,
+        "a cap of 1 was exceeded"
+    );
+    assert!(c.endpoint_views().iter().all(|v| v.in_flight == 0));
+    assert_eq!(c.stats.active.load(Ordering::Relaxed), 0);
+    assert_eq!(pending(&c), 0);
+    assert!(
+        c.lock().draining.is_empty(),
+        "retired endpoints left the draining list once idle"
+    );
+}

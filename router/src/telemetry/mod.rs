@@ -115,10 +115,14 @@ pub struct ClusterStats {
 pub const MAX_SAMPLES_PER_FLUSH: usize = 2048;
 
 /// A bounded, uniformly sampled set of request latencies (ms), filled on the request path
-/// (one uncontended lock, no allocation once warm) and drained by the statsD exporter.
+/// (no allocation once warm) and drained by the statsD exporter. The request path never
+/// waits for the lock: a sample that finds it taken is skipped (counted in `skipped`), which
+/// a uniform sample can afford.
 #[derive(Debug, Default)]
 pub struct LatencySamples {
     inner: std::sync::Mutex<Reservoir>,
+    /// Samples not taken because another request held the reservoir.
+    pub skipped: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -130,7 +134,14 @@ struct Reservoir {
 impl LatencySamples {
     pub fn record(&self, elapsed: Duration) {
         let ms = u32::try_from(elapsed.as_millis()).unwrap_or(u32::MAX);
-        let mut r = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut r = match self.inner.try_lock() {
+            Ok(r) => r,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                self.skipped.fetch_add(1, Relaxed);
+                return;
+            }
+        };
         r.seen += 1;
         if r.values.len() < MAX_SAMPLES_PER_FLUSH {
             r.values.push(ms);
@@ -159,6 +170,9 @@ pub struct ClusterStatsSnapshot {
     pub rejected_queue_full: u64,
     pub expired_queue_wait: u64,
     pub retries: u64,
+    /// Latency samples skipped because the reservoir was busy (the statsD percentiles are
+    /// a sample; this says how much of one).
+    pub latency_samples_skipped: u64,
     #[serde(flatten)]
     pub counters: CountersSnapshot,
 }
@@ -172,6 +186,7 @@ impl ClusterStats {
             rejected_queue_full: self.rejected_queue_full.load(Relaxed),
             expired_queue_wait: self.expired_queue_wait.load(Relaxed),
             retries: self.retries.load(Relaxed),
+            latency_samples_skipped: self.samples.skipped.load(Relaxed),
             counters: self.counters.snapshot(),
         }
     }
