@@ -71,7 +71,7 @@ load-test:
 
 # The platform benchmark (warm path against nginx/HAProxy, cold starts, scale reaction, resource
 # cost) in one run: installs nginx, haproxy and wrk if missing (no system service is started),
-# builds the images, then `cargo bench -p orchestrator --bench platform`. Writes BENCHMARKS.md
+# builds the images, then `cargo run --release -p platform-bench`. Writes BENCHMARKS.md
 # and bench-results/ (CSV per section, PNG charts). Settings: SLUICE_BENCH_* (see the bench).
 bench:
 	@scripts/bench.sh

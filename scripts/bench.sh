@@ -4,11 +4,11 @@
 #      without starting their system services (the benchmark runs its own nginx/haproxy
 #      processes from generated configs, on free loopback ports);
 #   2. builds the images (scripts/images.sh; incremental, so the numbers are this tree's);
-#   3. runs `cargo bench -p orchestrator --bench platform`, which brings the compose stack up in
+#   3. runs `cargo run --release -p platform-bench`, which brings the compose stack up in
 #      a project of its own, measures, and writes BENCHMARKS.md, bench-results/*.csv and *.png.
 # Every step has a time limit: a missing or hung tool is an error, never a hang.
 #
-# Env: SLUICE_BENCH_* (see orchestrator/benches/platform.rs), SLUICE_BENCH_TIMEOUT (seconds for
+# Env: SLUICE_BENCH_* (see tools/platform-bench/src/main.rs), SLUICE_BENCH_TIMEOUT (seconds for
 #      the measurements, default 1500), SLUICE_BENCH_SKIP_IMAGES=1 (use the images as they are).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,7 +43,7 @@ fi
 
 # 3. The benchmark. Compile first (its own limit), then measure under SLUICE_BENCH_TIMEOUT.
 log "compiling the benchmark ($(elapsed) s so far)"
-timeout 1800 cargo bench --locked -p orchestrator --bench platform --no-run \
+timeout 1800 cargo build --release --locked -p platform-bench \
   || die "compiling the benchmark failed (or took more than 30 minutes)"
 
 # Compose projects and proxy process groups the benchmark starts are listed here; if it is
@@ -79,7 +79,7 @@ trap cleanup EXIT
 
 log "measuring ($(elapsed) s so far); progress below"
 status=0
-timeout -k 30 "${SLUICE_BENCH_TIMEOUT:-1500}" cargo bench --locked -p orchestrator --bench platform || status=$?
+timeout -k 30 "${SLUICE_BENCH_TIMEOUT:-1500}" target/release/platform-bench || status=$?
 if [ $status -eq 124 ] || [ $status -eq 137 ]; then
   die "the benchmark did not finish within ${SLUICE_BENCH_TIMEOUT:-1500} s (killed)"
 fi

@@ -1,7 +1,7 @@
 //! Autoscaling and the warm pool on the compose stack: router statsD → stats-listener →
 //! Redis → orchestrator, driven by the project's load-test script.
 
-mod stack_support;
+use sluice_stack as stack_support;
 
 use std::time::{Duration, Instant};
 

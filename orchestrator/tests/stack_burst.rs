@@ -3,7 +3,7 @@
 //! refused by the platform's own queue, and the autoscaler sizes replicas to the arrival
 //! rate, not to the calls that piled up. One stack, the scenarios one after another.
 
-mod stack_support;
+use sluice_stack as stack_support;
 
 use std::time::{Duration, Instant};
 

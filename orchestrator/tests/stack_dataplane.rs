@@ -1,7 +1,7 @@
 //! The data plane as users meet it: the compose stack (gateway, router, xds-connector,
 //! orchestrator, redis) on the real engine, called through the gateway's published port.
 
-mod stack_support;
+use sluice_stack as stack_support;
 
 use std::time::{Duration, Instant};
 

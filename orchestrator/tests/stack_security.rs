@@ -4,7 +4,7 @@
 //! public, and failed attempts are rate-limited. Nothing is mocked: real engine, real
 //! services, real HTTP through the gateway's published port.
 
-mod stack_support;
+use sluice_stack as stack_support;
 
 use std::time::Duration;
 

@@ -7,7 +7,7 @@
 //! handlers with the orchestrator's MDF relay, sipp members, real RTP and floor control, and
 //! the MDF pool's scaling and drain.
 
-mod stack_support;
+use sluice_stack as stack_support;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};

@@ -77,6 +77,12 @@ impl Measured {
     pub fn errors(&self) -> u64 {
         self.non_2xx + self.socket_errors
     }
+
+    /// Throughput, only when every response was a 2xx and no socket failed: `wrk` counts
+    /// error responses as requests, and a fast error is not throughput.
+    pub fn ok_rps(&self) -> Option<f64> {
+        (self.errors() == 0).then_some(self.rps)
+    }
 }
 
 /// Runs `wrk` against `url` for `d` (plus a generous margin before it is killed).

@@ -572,7 +572,7 @@ fn optimisations(r: &Report, w: &mut String) {
         w,
         "*Before*: the first full `make bench`, commit {BEFORE_COMMIT} ({BEFORE_DATE}; load \
          average {BEFORE_LOAD}), its numbers recorded in \
-         `orchestrator/benches/platform/history.rs` from that run's `bench-results/*.csv`. \
+         `tools/platform-bench/src/history.rs` from that run's `bench-results/*.csv`. \
          *After*: this run ({}, commit {}; load average {} at the start, {} at the end). Same \
          harness; settings before: {BEFORE_SETTINGS}; this run: wrk {} threads, {} connections, \
          a {}-s warm-up, {} s measured; a {}-s idle window; {} cold-start trials; {} in the scale \

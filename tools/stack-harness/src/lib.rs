@@ -1,7 +1,7 @@
 //! The whole platform as users run it: `docker-compose.yml` with the images `make images`
 //! built, in its own compose project, network, instance and gateway port, with a registry
 //! and function folders of the test's own. Torn down (function containers included) on drop.
-#![allow(dead_code)]
+#![forbid(unsafe_code)]
 
 pub mod load;
 

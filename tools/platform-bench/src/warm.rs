@@ -1,7 +1,8 @@
 //! Section 1, the warm path: the same function container behind each proxy shape, loaded by
-//! the same `wrk` run (same threads, connections, warm-up and duration) for every row. Every
-//! address is a container IP on the bridge (or loopback for the host's own proxies), so no
-//! docker-proxy hop skews a row.
+//! the same `wrk` run (same threads, connections, warm-up and duration) for every row. Row
+//! (u) leads: `localhost:<port>`, where users call Sluice, through whatever the compose file
+//! puts in front of the gateway (on Docker's defaults, `docker-proxy`). The other rows are
+//! its breakdown: container IPs on the bridge (or loopback for the host's own proxies).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -17,7 +18,11 @@ use crate::wrk::{self, Load, Measured};
 /// The rows: (a)–(f) of the issue, and (g), which is (e) with each nginx in a network
 /// namespace of its own on the bridge, so its two proxy hops cross the same veth + bridge +
 /// netfilter path as gateway → router (the host's nginx in (e) talk over loopback).
-pub const ROWS: [(char, &str); 7] = [
+pub const ROWS: [(char, &str); 8] = [
+    (
+        'u',
+        "localhost:<port> → gateway → router: the user's path (Sluice as published)",
+    ),
     ('a', "direct to the function container"),
     ('b', "router only"),
     ('c', "gateway → router (Sluice)"),
@@ -39,6 +44,10 @@ pub struct Netns {
 
 /// Where the platform's data plane is and what to account for.
 pub struct Platform {
+    /// Where users call: the gateway's published port on loopback.
+    pub user: SocketAddr,
+    /// Processes in front of the gateway on the user's path (`docker-proxy`), if any.
+    pub front_pids: Vec<u32>,
     pub gateway: SocketAddr,
     pub router: SocketAddr,
     pub gateway_pid: u32,
@@ -155,7 +164,15 @@ pub async fn run(
     }
 
     let t = |n: &str, pid: u32| Tracked::tree(n, pid);
+    let mut user_tiers: Vec<Tracked> = platform
+        .front_pids
+        .iter()
+        .map(|pid| Tracked::process(&format!("docker-proxy {pid}"), *pid))
+        .collect();
+    user_tiers.push(Tracked::process("gateway", platform.gateway_pid));
+    user_tiers.push(Tracked::process("router", platform.router_pid));
     let targets: Vec<(char, String, Vec<Tracked>)> = vec![
+        ('u', format!("http://{}/{f}", platform.user), user_tiers),
         ('a', format!("http://{}/", replica.addr), vec![]),
         (
             'b',

@@ -55,6 +55,22 @@ pub fn ms(v: Option<f64>) -> String {
     .unwrap_or_else(|| "—".into())
 }
 
+/// `x`'s throughput over `y`'s; "—" when either row had errors (not throughput).
+fn ok_ratio(x: &Row, y: &Row) -> String {
+    match (x.m.ok_rps(), y.m.ok_rps()) {
+        (Some(a), Some(b)) => ratio(a, b),
+        _ => "— (errors)".into(),
+    }
+}
+
+/// A row's throughput, or a mark saying it had errors and is not reported as throughput.
+fn ok_thousands(r: &Row) -> String {
+    match r.m.ok_rps() {
+        Some(v) => thousands(v),
+        None => format!("not counted: {} errors", r.m.errors()),
+    }
+}
+
 pub fn ratio(a: f64, b: f64) -> String {
     if b > 0.0 {
         format!("{:.2}×", a / b)
@@ -124,6 +140,47 @@ impl Report {
     pub fn verdicts(&self) -> Vec<Verdict> {
         let mut out = Vec::new();
         for f in &self.warm_functions {
+            let (u, d, e) = (self.row(f, 'u'), self.row(f, 'd'), self.row(f, 'e'));
+            let rps = |x: Option<&Row>| x.and_then(|x| x.m.ok_rps());
+            out.push(Verdict {
+                target: format!("`{f}`: (u) user's path throughput ≥ 1.0× (e) nginx → nginx"),
+                met: rps(u).zip(rps(e)).map(|(u, e)| u >= e),
+                numbers: match (u, e) {
+                    (Some(u), Some(e)) => format!(
+                        "(u)/(e) = {}: {} vs {} rps",
+                        ok_ratio(u, e),
+                        ok_thousands(u),
+                        ok_thousands(e)
+                    ),
+                    _ => String::new(),
+                },
+            });
+            out.push(Verdict {
+                target: format!("`{f}`: (u) p99 ≤ (e) p99"),
+                met: u.zip(e).map(|(u, e)| u.m.p99_ms <= e.m.p99_ms),
+                numbers: match (u, e) {
+                    (Some(u), Some(e)) => format!(
+                        "(u)/(e) = {}: {} vs {}",
+                        ratio(u.m.p99_ms, e.m.p99_ms),
+                        ms(Some(u.m.p99_ms)),
+                        ms(Some(e.m.p99_ms))
+                    ),
+                    _ => String::new(),
+                },
+            });
+            out.push(Verdict {
+                target: format!("`{f}`: (u) throughput ≥ 0.7× (d) nginx alone"),
+                met: rps(u).zip(rps(d)).map(|(u, d)| u >= 0.7 * d),
+                numbers: match (u, d) {
+                    (Some(u), Some(d)) => format!(
+                        "(u)/(d) = {}: {} vs {} rps",
+                        ok_ratio(u, d),
+                        ok_thousands(u),
+                        ok_thousands(d)
+                    ),
+                    _ => String::new(),
+                },
+            });
             let (c, e) = (self.row(f, 'c'), self.row(f, 'e'));
             out.push(match (c, e) {
                 (Some(c), Some(e)) => Verdict {
@@ -216,23 +273,28 @@ impl Report {
         let _ = writeln!(w, "## Summary: ratios and targets\n");
         let _ = writeln!(
             w,
-            "| function | (c) / (e) rps | (c) / (e) p99 | (c) / (a) rps | (c) / (a) p99 | (c) / (g) rps | (c) / (g) p99 |\n|---|---|---|---|---|---|---|"
+            "| function | (u) / (e) rps | (u) / (e) p99 | (u) / (d) rps | (c) / (e) rps | (c) / (e) p99 | (c) / (a) rps | (c) / (a) p99 | (c) / (g) rps | (c) / (g) p99 |\n|---|---|---|---|---|---|---|---|---|---|"
         );
         for f in &self.warm_functions {
-            let (a, c, e, g) = (
+            let (a, c, d, e, g, u) = (
                 self.row(f, 'a'),
                 self.row(f, 'c'),
+                self.row(f, 'd'),
                 self.row(f, 'e'),
                 self.row(f, 'g'),
+                self.row(f, 'u'),
             );
             let r = |x: Option<&Row>, y: Option<&Row>, p: bool| match (x, y) {
                 (Some(x), Some(y)) if p => ratio(x.m.p99_ms, y.m.p99_ms),
-                (Some(x), Some(y)) => ratio(x.m.rps, y.m.rps),
+                (Some(x), Some(y)) => ok_ratio(x, y),
                 _ => "—".into(),
             };
             let _ = writeln!(
                 w,
-                "| `{f}` | {} | {} | {} | {} | {} | {} |",
+                "| `{f}` | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                r(u, e, false),
+                r(u, e, true),
+                r(u, d, false),
                 r(c, e, false),
                 r(c, e, true),
                 r(c, a, false),
@@ -243,7 +305,10 @@ impl Report {
         }
         let _ = writeln!(
             w,
-            "\n(a) direct to the function container, (c) gateway → router (Sluice), (e) nginx → \
+            "\n(u) `localhost:<port>/<fn>`, where users call Sluice, through what the compose \
+             file puts in front of the gateway (`docker-proxy` on Docker's defaults), (a) direct \
+             to the function container, (c) gateway → router (Sluice) at the gateway's \
+             container address, (d) nginx → container, (e) nginx → \
              nginx → container (host processes, loopback between them), (g) the same two nginx \
              each in a network namespace on the bridge (the network hops Sluice's gateway and \
              router take). Throughput ratios above 1 and p99 ratios below 1 favour Sluice.\n"
@@ -309,7 +374,7 @@ impl Report {
             "```sh\n\
              make bench            # = scripts/bench.sh: installs nginx, haproxy, wrk (Debian) if missing,\n\
              \x20                     # runs `make images`, then:\n\
-             cargo bench -p orchestrator --bench platform\n\
+             cargo run --release -p platform-bench\n\
              ```\n"
         );
         let _ = writeln!(
@@ -385,10 +450,10 @@ impl Report {
                     "| ({}) {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0}% |",
                     r.key,
                     r.label,
-                    e.map(|e| ratio(r.m.rps, e.m.rps)).unwrap_or_default(),
-                    a.map(|a| ratio(r.m.rps, a.m.rps)).unwrap_or_default(),
+                    e.map(|e| ok_ratio(r, e)).unwrap_or_default(),
+                    a.map(|a| ok_ratio(r, a)).unwrap_or_default(),
                     e.map(|e| ratio(r.m.p99_ms, e.m.p99_ms)).unwrap_or_default(),
-                    thousands(r.m.rps),
+                    ok_thousands(r),
                     ms(Some(r.m.p50_ms)),
                     ms(Some(r.m.p99_ms)),
                     r.m.errors(),

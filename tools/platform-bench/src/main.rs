@@ -13,7 +13,7 @@
 //! Writes `BENCHMARKS.md` (its `## History` carried over, with the optimisations' before →
 //! after tables regenerated from this run and the recorded baseline: [`history`]),
 //! `bench-results/*.csv` and
-//! `bench-results/*.png`. `cargo bench -p orchestrator --bench platform` (needs
+//! `bench-results/*.png`. `cargo run --release -p platform-bench` (needs
 //! `make images`, and nginx, haproxy and wrk: `make bench` installs them and runs this).
 //!
 //! Environment: `SLUICE_BENCH_THREADS` (2), `SLUICE_BENCH_CONNECTIONS` (32),
@@ -23,36 +23,21 @@
 //! root: where BENCHMARKS.md and bench-results/ go).
 #![forbid(unsafe_code)]
 
-#[path = "../tests/stack_support/mod.rs"]
-mod stack_support;
+use sluice_stack as stack_support;
 
-#[path = "platform/charts.rs"]
 mod charts;
-#[path = "platform/cmd.rs"]
 mod cmd;
-#[path = "platform/cold.rs"]
 mod cold;
-#[path = "platform/history.rs"]
 mod history;
-#[path = "platform/http.rs"]
 mod http;
-#[path = "platform/machine.rs"]
 mod machine;
-#[path = "platform/procfs.rs"]
 mod procfs;
-#[path = "platform/proxies.rs"]
 mod proxies;
-#[path = "platform/report.rs"]
 mod report;
-#[path = "platform/resources.rs"]
 mod resources;
-#[path = "platform/scale.rs"]
 mod scale;
-#[path = "platform/stats.rs"]
 mod stats;
-#[path = "platform/warm.rs"]
 mod warm;
-#[path = "platform/wrk.rs"]
 mod wrk;
 
 use std::future::Future;
@@ -394,6 +379,8 @@ async fn platform(docker: &Docker, stack: &ComposeStack) -> Result<(warm::Platfo
     ];
     Ok((
         warm::Platform {
+            user: SocketAddr::from(([127, 0, 0, 1], stack.port)),
+            front_pids: front_pids(stack.port),
             gateway: SocketAddr::new(g_ip, 8080),
             router: SocketAddr::new(r_ip, 10000),
             gateway_pid: g_pid,
@@ -403,6 +390,24 @@ async fn platform(docker: &Docker, stack: &ComposeStack) -> Result<(warm::Platfo
         },
         services,
     ))
+}
+
+/// What serves `127.0.0.1:<port>` in front of the gateway on this machine: Docker's
+/// userland `docker-proxy` for that port when the engine runs one (none with
+/// `userland-proxy: false`, where NAT rules do it in the kernel).
+fn front_pids(port: u16) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let want = format!("-host-port\0{port}\0");
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let c = String::from_utf8_lossy(&c);
+                c.contains("docker-proxy") && c.contains(&want)
+            })
+        })
+        .collect()
 }
 
 async fn replica(
@@ -765,9 +770,9 @@ fn carry_bench_sections(mut md: String, previous: &str) -> String {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> ExitCode {
-    // `cargo bench` passes `--bench`; nothing else is accepted.
-    if std::env::args().skip(1).any(|a| a != "--bench") {
-        eprintln!("usage: cargo bench -p orchestrator --bench platform (settings: SLUICE_BENCH_* environment, see the source's header)");
+    // Settings come from the environment; no argument is accepted.
+    if std::env::args().len() > 1 {
+        eprintln!("usage: cargo run --release -p platform-bench (settings: SLUICE_BENCH_* environment, see the source's header)");
         return ExitCode::from(2);
     }
     match run().await {
