@@ -1,14 +1,21 @@
 //! What the gateway knows about functions: a read-only view over the last xDS snapshot it
-//! accepted (a `tokio::sync::watch`, so a lookup is a lock-free-ish borrow, never a network
-//! round trip).
+//! accepted, never a network round trip.
+//!
+//! Each accepted snapshot is indexed once (function → [`FunctionView`], a hash map) and the
+//! index is swapped in atomically (`ArcSwap`), so a request's lookup is one hash probe with
+//! no lock and no scan over the routes. The index is stored *before* the snapshot is passed
+//! on to the gateway's own subscribers (cold starts, admission), so whoever is woken by a
+//! new snapshot finds an index at least as new.
 //!
 //! A function exists when a route names it (the same rule the router uses); its settings come
 //! from the cluster the route points at, and it is *ready* when that cluster has at least one
 //! HEALTHY endpoint. Cluster numbers left at 0 fall back to the gateway's defaults.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use sluice_common::xds::{Snapshot, ROUTES_TYPE, TYPES};
 use tokio::sync::watch;
 
@@ -100,16 +107,62 @@ pub fn is_ready(snapshot: &Snapshot, function: &str) -> bool {
         .is_some_and(|c| snapshot.healthy_endpoints(&c.name).next().is_some())
 }
 
+/// Every function of one snapshot, by name.
+#[derive(Debug, Default)]
+struct Index {
+    has_routes: bool,
+    functions: HashMap<String, Arc<FunctionView>>,
+}
+
+impl Index {
+    fn build(snapshot: &Snapshot, defaults: &Defaults) -> Index {
+        let mut functions = HashMap::new();
+        for route in snapshot.routes.values().flat_map(|rc| rc.routes.iter()) {
+            // The first route naming a function wins, as in `Snapshot::cluster_for`.
+            if functions.contains_key(&route.function) {
+                continue;
+            }
+            if let Some(v) = view(snapshot, &route.function, defaults) {
+                functions.insert(route.function.clone(), Arc::new(v));
+            }
+        }
+        Index {
+            has_routes: snapshot.versions.contains_key(ROUTES_TYPE),
+            functions,
+        }
+    }
+}
+
 /// Shared handle on the accepted configuration.
 #[derive(Debug, Clone)]
 pub struct Catalog {
+    /// Snapshots as passed on after indexing.
     rx: watch::Receiver<Arc<Snapshot>>,
+    index: Arc<ArcSwap<Index>>,
     defaults: Defaults,
 }
 
 impl Catalog {
-    pub fn new(rx: watch::Receiver<Arc<Snapshot>>, defaults: Defaults) -> Self {
-        Catalog { rx, defaults }
+    /// Indexes `source`'s snapshot now and every later one as it arrives (a task on the
+    /// current Tokio runtime: call from within one). The task ends when `source`'s sender is
+    /// dropped.
+    pub fn new(mut source: watch::Receiver<Arc<Snapshot>>, defaults: Defaults) -> Self {
+        let first = source.borrow_and_update().clone();
+        let index = Arc::new(ArcSwap::from_pointee(Index::build(&first, &defaults)));
+        let (tx, rx) = watch::channel(first);
+        let relay_index = index.clone();
+        tokio::spawn(async move {
+            while source.changed().await.is_ok() {
+                let snap = source.borrow_and_update().clone();
+                relay_index.store(Arc::new(Index::build(&snap, &defaults)));
+                tx.send_replace(snap);
+            }
+        });
+        Catalog {
+            rx,
+            index,
+            defaults,
+        }
     }
 
     /// Fallbacks for settings a cluster leaves at 0.
@@ -130,12 +183,12 @@ impl Catalog {
     /// True once the routes have been received from the control plane at least once (before
     /// that, "unknown function" would be a guess, not an answer).
     pub fn has_config(&self) -> bool {
-        self.rx.borrow().versions.contains_key(ROUTES_TYPE)
+        self.index.load().has_routes
     }
 
     /// Looks up a function in the snapshot in effect now.
-    pub fn lookup(&self, function: &str) -> Option<FunctionView> {
-        view(&self.rx.borrow(), function, &self.defaults)
+    pub fn lookup(&self, function: &str) -> Option<Arc<FunctionView>> {
+        self.index.load().functions.get(function).cloned()
     }
 
     /// Health summary: accepted versions per type, whether every type has been received,
@@ -236,5 +289,44 @@ pub(crate) mod tests {
             vec![endpoint("b", pb::EndpointHealth::Draining)],
         );
         assert!(!is_ready(&draining_only, "hello"));
+    }
+
+    /// A subscriber woken by a new snapshot already finds it in the index: the index is
+    /// stored before the snapshot is passed on (a cold start re-reads the capacity then).
+    #[tokio::test]
+    async fn the_index_is_current_for_whoever_a_new_snapshot_wakes() {
+        let cluster = pb::Cluster {
+            name: "hello".into(),
+            ..Default::default()
+        };
+        let mut first = snapshot_with("hello", cluster.clone(), vec![]);
+        first.versions.insert(ROUTES_TYPE.into(), "1".into());
+        let (tx, rx) = watch::channel(Arc::new(first));
+        let catalog = Catalog::new(rx, Defaults::default());
+        assert!(catalog.has_config());
+        assert_eq!(catalog.lookup("hello").expect("hello").healthy, 0);
+        assert!(catalog.lookup("nope").is_none());
+        let mut woken = catalog.subscribe();
+        woken.borrow_and_update();
+        for round in 1..=50usize {
+            let endpoints = (0..round)
+                .map(|i| endpoint(&format!("r{i}"), pb::EndpointHealth::Healthy))
+                .collect();
+            let mut next = snapshot_with("hello", cluster.clone(), endpoints);
+            next.versions.insert(ROUTES_TYPE.into(), round.to_string());
+            tx.send_replace(Arc::new(next));
+            woken.changed().await.expect("relay runs");
+            woken.borrow_and_update();
+            assert_eq!(
+                catalog.lookup("hello").expect("hello").healthy,
+                round,
+                "the lookup after the wake-up sees the snapshot that woke it"
+            );
+        }
+        // A snapshot without the function: it is gone from the index.
+        tx.send_replace(Arc::new(Snapshot::default()));
+        woken.changed().await.expect("relay runs");
+        assert!(catalog.lookup("hello").is_none());
+        assert!(!catalog.has_config());
     }
 }

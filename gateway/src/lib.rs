@@ -92,7 +92,11 @@ pub fn run(cfg: Config) -> Result<(), GatewayError> {
 
     let stats = Arc::new(Stats::default());
     let in_flight = Arc::new(InFlight::default());
-    let catalog = Catalog::new(sub.snapshot, cfg.defaults());
+    // Its indexing task runs on the control runtime.
+    let catalog = {
+        let _on_control = control.enter();
+        Catalog::new(sub.snapshot, cfg.defaults())
+    };
     let cold = ColdStarts::start(
         catalog.clone(),
         waker,

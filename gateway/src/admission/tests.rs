@@ -49,8 +49,8 @@ fn the_limit_is_the_slots_plus_what_the_queue_drains_in_time() {
     assert_eq!(forward_limit(&c, None), u64::MAX);
 }
 
-#[test]
-fn the_limit_keeps_the_router_queue_below_its_size() {
+#[tokio::test]
+async fn the_limit_keeps_the_router_queue_below_its_size() {
     // Whatever the numbers, forwarded calls beyond the slots never fill the router's queue.
     for slots in [1u64, 4, 16, 64, 400] {
         for queue_size in [0u32, 1, 2, 3, 10, 100, 1000] {
@@ -114,8 +114,8 @@ fn held(e: Entry) -> Waiting {
     }
 }
 
-#[test]
-fn held_calls_are_released_in_order_as_capacity_frees() {
+#[tokio::test]
+async fn held_calls_are_released_in_order_as_capacity_frees() {
     let (gates, tx) = gates_with(vec![]);
     let gate = gates.gate("f");
     // A cold start: ten calls held in arrival order.
@@ -149,8 +149,8 @@ fn held_calls_are_released_in_order_as_capacity_frees() {
     assert_eq!(gate.held(), 7);
 }
 
-#[test]
-fn a_waiter_that_leaves_gives_its_place_back() {
+#[tokio::test]
+async fn a_waiter_that_leaves_gives_its_place_back() {
     let (gates, tx) = gates_with(vec![]);
     let gate = gates.gate("f");
     let a = held(gate.enter());
@@ -176,8 +176,8 @@ fn a_waiter_that_leaves_gives_its_place_back() {
     assert!(matches!(gate.enter(), Entry::Go(_)));
 }
 
-#[test]
-fn the_gate_of_a_removed_function_is_forgotten_once_idle() {
+#[tokio::test]
+async fn the_gate_of_a_removed_function_is_forgotten_once_idle() {
     let (gates, tx) = gates_with(vec![endpoint("a", pb::EndpointHealth::Healthy)]);
     let permit = match gates.gate("f").enter() {
         Entry::Go(p) => p,
@@ -191,8 +191,8 @@ fn the_gate_of_a_removed_function_is_forgotten_once_idle() {
     assert!(gates.all().is_empty());
 }
 
-#[test]
-fn export_lines_carry_held_calls_and_arrivals() {
+#[tokio::test]
+async fn export_lines_carry_held_calls_and_arrivals() {
     let (gates, _tx) = gates_with(vec![]);
     let gate = gates.gate("f");
     let _w = (held(gate.enter()), held(gate.enter()));
