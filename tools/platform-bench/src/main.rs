@@ -445,6 +445,8 @@ async fn replica(
 
 struct MainResults {
     warm: Result<Vec<warm::Row>, String>,
+    /// Row (u) of `fast` with the gateway and the router given N worker threads each.
+    cores: Result<Vec<(usize, warm::Row)>, String>,
     idle: Result<resources::Window, String>,
     cold: Vec<cold::Set>,
 }
@@ -473,6 +475,7 @@ async fn main_stack(
     let not_run = "not run (SLUICE_BENCH_SECTIONS)".to_string();
     let mut out = MainResults {
         warm: Err(not_run.clone()),
+        cores: Err(not_run.clone()),
         idle: Err(not_run.clone()),
         cold: cold_not_measured(&not_run),
     };
@@ -488,6 +491,7 @@ async fn main_stack(
         Err(e) => {
             let e = format!("{e:#}");
             out.warm = Err(e.clone());
+            out.cores = Err(e.clone());
             out.idle = Err(e.clone());
             out.cold = cold_not_measured(&e);
             return out;
@@ -495,7 +499,12 @@ async fn main_stack(
     };
 
     if s.has("warm") {
-        let r: Result<(Vec<warm::Row>, resources::Window)> = async {
+        #[allow(clippy::type_complexity)]
+        let r: Result<(
+            Vec<warm::Row>,
+            resources::Window,
+            Result<Vec<(usize, warm::Row)>>,
+        )> = async {
             let fns = [("fast", "ok"), ("hello", "Hello, world")];
             for (f, _) in fns {
                 let code = stack.scale(f, 1).await;
@@ -535,20 +544,31 @@ async fn main_stack(
                     .await?,
                 );
             }
+            let rep = replica(docker, &stack, "fast", "ok").await?;
+            let load = wrk::Load {
+                headers: vec![format!("{}: {}", sluice_common::runtime::HEADER, rep.token)],
+                ..s.load.clone()
+            };
+            let cores = cores_rows(docker, &stack, &load, &rep, p).await;
             for (f, _) in fns {
                 stack.scale(f, 0).await;
             }
-            Ok((rows, idle))
+            Ok((rows, idle, cores))
         }
         .await;
         match r {
-            Ok((rows, idle)) => {
+            Ok((rows, idle, cores)) => {
                 out.warm = Ok(rows);
                 out.idle = Ok(idle);
+                out.cores = cores.map_err(|e| {
+                    p(format!("user path against threads FAILED: {e:#}"));
+                    format!("{e:#}")
+                });
             }
             Err(e) => {
                 p(format!("warm path FAILED: {e:#}"));
                 out.warm = Err(format!("{e:#}"));
+                out.cores = Err("the warm-path section failed".into());
                 out.idle = Err("the warm-path section failed".into());
             }
         }
@@ -572,6 +592,87 @@ async fn main_stack(
     p("stopping the stack".into());
     drop(stack);
     out
+}
+
+/// Worker-thread counts the user's path is measured with: 1, 2 and every core.
+fn thread_counts() -> Vec<usize> {
+    let all = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut v = vec![1, 2, all];
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// Row (u) of `fast` with the gateway and the router recreated with N worker threads each
+/// (compose's `SLUICE_GATEWAY_THREADS` / `SLUICE_ROUTER_THREADS`), for every N of
+/// [`thread_counts`]; the two are put back on their defaults afterwards, also on error.
+async fn cores_rows(
+    docker: &Docker,
+    stack: &ComposeStack,
+    load: &wrk::Load,
+    rep: &warm::Replica,
+    p: &dyn Fn(String),
+) -> Result<Vec<(usize, warm::Row)>> {
+    async fn set_threads(
+        docker: &Docker,
+        stack: &ComposeStack,
+        n: usize,
+    ) -> Result<warm::Platform> {
+        let env = [
+            ("SLUICE_GATEWAY_THREADS", n.to_string()),
+            ("SLUICE_ROUTER_THREADS", n.to_string()),
+        ];
+        let out = stack.compose_with(&["up", "-d", "--no-deps", "router", "gateway"], &env);
+        if !out.status.success() {
+            bail!(
+                "recreating the gateway and the router: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let user = SocketAddr::from(([127, 0, 0, 1], stack.port));
+        poll_until(
+            "`fast` answering on the user's path",
+            Duration::from_secs(90),
+            || async {
+                http::get(user, "/fast", None, Duration::from_secs(2))
+                    .await
+                    .ok()
+                    .filter(|r| r.status == 200)
+                    .map(|_| ())
+            },
+        )
+        .await?;
+        Ok(platform(docker, stack).await?.0)
+    }
+    let mut rows = Vec::new();
+    let mut failure = None;
+    for n in thread_counts() {
+        p(format!(
+            "user path against threads: gateway and router on {n} worker thread(s) each"
+        ));
+        let r = async {
+            let plat = set_threads(docker, stack, n).await?;
+            let label = format!("(u) with {n} worker thread(s) in the gateway and in the router");
+            let url = format!("http://{}/fast", plat.user);
+            let tiers = warm::user_tiers(&plat);
+            warm::measure(load, &plat, rep, 'u', label, &url, tiers, p).await
+        }
+        .await;
+        match r {
+            Ok(row) => rows.push((n, row)),
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    // Back to the defaults, for the sections after this one.
+    let restored = set_threads(docker, stack, 0).await;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    restored?;
+    Ok(rows)
 }
 
 /// Section 3 on a stack with autoscaling on.
@@ -635,6 +736,7 @@ async fn run() -> Result<bool> {
     } else {
         MainResults {
             warm: Err("not run (SLUICE_BENCH_SECTIONS)".into()),
+            cores: Err("not run (SLUICE_BENCH_SECTIONS)".into()),
             idle: Err("not run (SLUICE_BENCH_SECTIONS)".into()),
             cold: cold_not_measured("not run (SLUICE_BENCH_SECTIONS)"),
         }
@@ -667,6 +769,7 @@ async fn run() -> Result<bool> {
         trials: s.trials,
         warm_functions: vec!["fast".into(), "hello".into()],
         warm: main.warm,
+        cores: main.cores,
         cold: main.cold,
         scale,
         idle: main.idle,

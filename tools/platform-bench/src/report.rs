@@ -24,6 +24,8 @@ pub struct Report {
     /// Functions of the warm path, in table order.
     pub warm_functions: Vec<String>,
     pub warm: Result<Vec<Row>, String>,
+    /// Row (u) of `fast` with the gateway and the router on N worker threads each.
+    pub cores: Result<Vec<(usize, Row)>, String>,
     /// Section 2, one set per function (each carries its error if it was not measured).
     pub cold: Vec<Set>,
     pub scale: Result<Outcome, String>,
@@ -488,6 +490,47 @@ impl Report {
         if self.charts.iter().any(|c| c == "warm_path.png") {
             let _ = writeln!(w, "![warm path](bench-results/warm_path.png)\n");
         }
+        self.cores_table(w);
+    }
+
+    /// Row (u) of `fast` against the proxies' worker threads: the cost per request must not
+    /// grow with threads (no contended per-function lock).
+    fn cores_table(&self, w: &mut String) {
+        let _ = writeln!(
+            w,
+            "### The user's path against the proxies' threads (`fast`)\n\n\
+             Row (u) again, with the gateway and the router recreated with N worker threads \
+             each (`SLUICE_GATEWAY_THREADS`, `SLUICE_ROUTER_THREADS`; the default is half the \
+             cores), 1, 2 and every core of this machine. The load generator shares the cores.\n"
+        );
+        let rows = match &self.cores {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = writeln!(w, "Not measured: {e}\n");
+                return;
+            }
+        };
+        let _ = writeln!(
+            w,
+            "| threads per proxy | rps | p50 | p99 | errors | proxy CPU µs/req (user + sys) | proxy context switches/req | machine busy |\n|---|---|---|---|---|---|---|---|"
+        );
+        for (n, r) in rows {
+            let per = |cpu: f64| cpu * 1e6 / r.m.requests.max(1) as f64;
+            let _ = writeln!(
+                w,
+                "| {n} | {} | {} | {} | {} | {:.0} ({:.0} + {:.0}) | {:.2} | {:.0}% |",
+                ok_thousands(r),
+                ms(Some(r.m.p50_ms)),
+                ms(Some(r.m.p99_ms)),
+                r.m.errors(),
+                per(r.proxy_cpu_s),
+                per(r.proxy_cpu_s - r.proxy_sys_s),
+                per(r.proxy_sys_s),
+                r.proxy_switches as f64 / r.m.requests.max(1) as f64,
+                r.window.host_busy * 100.0
+            );
+        }
+        let _ = writeln!(w);
     }
 
     fn cold_section(&self, w: &mut String) {

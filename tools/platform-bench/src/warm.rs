@@ -164,15 +164,9 @@ pub async fn run(
     }
 
     let t = |n: &str, pid: u32| Tracked::tree(n, pid);
-    let mut user_tiers: Vec<Tracked> = platform
-        .front_pids
-        .iter()
-        .map(|pid| Tracked::process(&format!("docker-proxy {pid}"), *pid))
-        .collect();
-    user_tiers.push(Tracked::process("gateway", platform.gateway_pid));
-    user_tiers.push(Tracked::process("router", platform.router_pid));
+    let user = user_tiers(platform);
     let targets: Vec<(char, String, Vec<Tracked>)> = vec![
-        ('u', format!("http://{}/{f}", platform.user), user_tiers),
+        ('u', format!("http://{}/{f}", platform.user), user),
         ('a', format!("http://{}/", replica.addr), vec![]),
         (
             'b',
@@ -222,57 +216,86 @@ pub async fn run(
             .find(|(k, _)| *k == key)
             .map(|(_, l)| l.to_string())
             .unwrap_or_default();
-        // One plain call first: a row that cannot answer correctly is an error, not a number.
-        let (addr, path) = addr_of(&url)?;
-        let r = http::get(addr, &path, Some(&replica.token), Duration::from_secs(10))
-            .await
-            .with_context(|| format!("({key}) {label}: {url}"))?;
-        if r.status != 200 || !r.body.contains(&replica.expect_body) {
-            bail!(
-                "({key}) {label}: {url} answered {} {:?}, expected 200 {:?}",
-                r.status,
-                r.body,
-                replica.expect_body
-            );
-        }
-        progress(format!(
-            "warm path `{f}` ({key}) {label}: warm-up {:?}, then {:?}",
-            load.warmup, load.duration
-        ));
-        wrk::run(load, load.warmup, &url).await?;
-        let mut tracked = tiers.clone();
-        tracked.push(Tracked::tree("function", replica.pid));
-        tracked.extend(platform.services.iter().cloned());
-        let sampler = Sampler::start(tracked);
-        let m = wrk::run(load, load.duration, &url).await?;
-        let window = sampler.finish().await;
-        let proxy_cpu_s = tiers.iter().fold(0.0, |a, t| a + window.cpu(&t.name));
-        let proxy_sys_s = tiers.iter().fold(0.0, |a, t| a + window.sys(&t.name));
-        let proxy_switches = tiers.iter().map(|t| window.switches(&t.name)).sum();
-        let per_req = |cpu: f64| cpu * 1e6 / m.requests.max(1) as f64;
-        progress(format!(
-            "  {:>9.0} rps  p50 {:.2} ms  p99 {:.2} ms  errors {}  CPU µs/req: proxies {:.0}, function {:.0}  machine busy {:.0}%",
-            m.rps,
-            m.p50_ms,
-            m.p99_ms,
-            m.errors(),
-            per_req(proxy_cpu_s),
-            per_req(window.cpu("function")),
-            window.host_busy * 100.0
-        ));
-        rows.push(Row {
-            function: f.clone(),
-            key,
-            label,
-            command: load.command_line(&url),
-            function_cpu_s: window.cpu("function"),
-            proxy_cpu_s,
-            proxy_sys_s,
-            proxy_switches,
-            window,
-            m,
-        });
+        rows.push(measure(load, platform, replica, key, label, &url, tiers, progress).await?);
     }
     drop((nginx1, front, back, haproxy, ns_front, ns_back));
     Ok(rows)
+}
+
+/// The user's path (row (u)) through `platform`, as its own row.
+pub fn user_tiers(platform: &Platform) -> Vec<Tracked> {
+    let mut tiers: Vec<Tracked> = platform
+        .front_pids
+        .iter()
+        .map(|pid| Tracked::process(&format!("docker-proxy {pid}"), *pid))
+        .collect();
+    tiers.push(Tracked::process("gateway", platform.gateway_pid));
+    tiers.push(Tracked::process("router", platform.router_pid));
+    tiers
+}
+
+/// One row: a plain call that must answer correctly, `wrk`'s warm-up, then the measured run
+/// with the CPU of `tiers`, the function and the services sampled.
+#[allow(clippy::too_many_arguments)]
+pub async fn measure(
+    load: &Load,
+    platform: &Platform,
+    replica: &Replica,
+    key: char,
+    label: String,
+    url: &str,
+    tiers: Vec<Tracked>,
+    progress: &dyn Fn(String),
+) -> Result<Row> {
+    let f = &replica.function;
+    // One plain call first: a row that cannot answer correctly is an error, not a number.
+    let (addr, path) = addr_of(url)?;
+    let r = http::get(addr, &path, Some(&replica.token), Duration::from_secs(10))
+        .await
+        .with_context(|| format!("({key}) {label}: {url}"))?;
+    if r.status != 200 || !r.body.contains(&replica.expect_body) {
+        bail!(
+            "({key}) {label}: {url} answered {} {:?}, expected 200 {:?}",
+            r.status,
+            r.body,
+            replica.expect_body
+        );
+    }
+    progress(format!(
+        "warm path `{f}` ({key}) {label}: warm-up {:?}, then {:?}",
+        load.warmup, load.duration
+    ));
+    wrk::run(load, load.warmup, url).await?;
+    let mut tracked = tiers.clone();
+    tracked.push(Tracked::tree("function", replica.pid));
+    tracked.extend(platform.services.iter().cloned());
+    let sampler = Sampler::start(tracked);
+    let m = wrk::run(load, load.duration, url).await?;
+    let window = sampler.finish().await;
+    let proxy_cpu_s = tiers.iter().fold(0.0, |a, t| a + window.cpu(&t.name));
+    let proxy_sys_s = tiers.iter().fold(0.0, |a, t| a + window.sys(&t.name));
+    let proxy_switches = tiers.iter().map(|t| window.switches(&t.name)).sum();
+    let per_req = |cpu: f64| cpu * 1e6 / m.requests.max(1) as f64;
+    progress(format!(
+        "  {:>9.0} rps  p50 {:.2} ms  p99 {:.2} ms  errors {}  CPU µs/req: proxies {:.0}, function {:.0}  machine busy {:.0}%",
+        m.rps,
+        m.p50_ms,
+        m.p99_ms,
+        m.errors(),
+        per_req(proxy_cpu_s),
+        per_req(window.cpu("function")),
+        window.host_busy * 100.0
+    ));
+    Ok(Row {
+        function: f.clone(),
+        key,
+        label,
+        command: load.command_line(url),
+        function_cpu_s: window.cpu("function"),
+        proxy_cpu_s,
+        proxy_sys_s,
+        proxy_switches,
+        window,
+        m,
+    })
 }

@@ -200,6 +200,11 @@ impl ComposeStack {
     }
 
     pub fn compose(&self, args: &[&str]) -> std::process::Output {
+        self.compose_with(args, &[])
+    }
+
+    /// [`ComposeStack::compose`] with extra environment for compose's `${...}` settings.
+    pub fn compose_with(&self, args: &[&str], env: &[(&str, String)]) -> std::process::Output {
         let cmd = compose_cmd();
         Command::new(&cmd[0])
             .args(&cmd[1..])
@@ -227,6 +232,7 @@ impl ComposeStack {
             // Small instances and a short quiet time, so the pool's scaling shows in a test.
             .env("SLUICE_MDF_MAX_SESSIONS", "4")
             .env("SLUICE_MDF_SCALE_DOWN_AFTER", "2s")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .output()
             .expect("compose")
     }
