@@ -19,11 +19,17 @@
 //! * A call that arrives while the FIFO is empty and a replica is ready goes straight on,
 //!   even beyond the limit: load beyond capacity is the router queue's to judge
 //!   (`queue_size`, `queue_timeout`), as for any warm call.
-//! * `in_flight` counts exactly the [`Permit`]s alive: a permit is created under the gate's
-//!   lock and released by its `Drop`; a grant sent to a waiter that went away is taken back
-//!   by the waiter's `Drop` (never leaked, never counted twice).
+//! * `in_flight` counts exactly the [`Permit`]s alive: a permit is counted when it is made
+//!   and released by its `Drop`; a grant sent to a waiter that went away is taken back by
+//!   the waiter's `Drop` (never leaked, never counted twice).
 //! * The capacity a gate uses comes from the snapshot in effect: set when the gate is made
 //!   and after every accepted snapshot, under the gate's lock.
+//! * **The warm path takes no lock.** While nothing is held and a replica is ready, a call
+//!   goes on with one atomic increment and its permit gives back with one decrement (the
+//!   service-time average is a compare-and-swap); the gate's lock is for holding calls and
+//!   releasing them. A release cannot miss a held call: the call is counted in `held`
+//!   before it looks at `in_flight`, and a release writes `in_flight` before it reads
+//!   `held`, both sequentially consistent, so one of the two always sees the other.
 //!
 //! Each gate also counts arrivals and exposes the FIFO length: [`export`] sends both to the
 //! stats-listener, so the autoscaler sees the arrival rate and the held backlog (calls the
@@ -32,7 +38,7 @@
 pub mod export;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -97,17 +103,25 @@ pub struct Gate {
     inner: Mutex<Inner>,
     /// Calls that arrived (for the arrival rate).
     arrived: AtomicU64,
+    /// Calls forwarded by this gateway and not finished ([`Permit`]s alive).
+    in_flight: AtomicU64,
+    /// Calls held now (the FIFO's length, written under the lock).
+    held: AtomicUsize,
+    /// Ready replicas (the capacity's, written under the lock).
+    ready: AtomicUsize,
+    /// Average time a forwarded call took, in seconds, as `f64` bits ([`NO_SERVICE`] until
+    /// one finished).
+    service: AtomicU64,
 }
+
+/// [`Gate::service`] before any call finished.
+const NO_SERVICE: u64 = u64::MAX;
 
 #[derive(Debug, Default)]
 struct Inner {
     capacity: Capacity,
-    /// Calls forwarded by this gateway and not finished ([`Permit`]s alive).
-    in_flight: u64,
     queue: VecDeque<Waiter>,
     next_id: u64,
-    /// Average time a forwarded call took, in seconds (`None` until one finished).
-    service: Option<f64>,
 }
 
 #[derive(Debug)]
@@ -160,6 +174,10 @@ impl Gates {
                         ..Inner::default()
                     }),
                     arrived: AtomicU64::new(0),
+                    in_flight: AtomicU64::new(0),
+                    held: AtomicUsize::new(0),
+                    ready: AtomicUsize::new(capacity.ready),
+                    service: AtomicU64::new(NO_SERVICE),
                 })
             })
             .clone()
@@ -237,21 +255,35 @@ impl Gate {
 
     /// Calls held now.
     pub fn held(&self) -> usize {
-        self.lock().queue.len()
+        self.held.load(SeqCst)
+    }
+
+    /// Calls forwarded by this gateway and not finished.
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(SeqCst)
     }
 
     fn is_idle(&self) -> bool {
         let g = self.lock();
-        g.queue.is_empty() && g.in_flight == 0
+        g.queue.is_empty() && self.in_flight() == 0
+    }
+
+    fn service(&self) -> Option<Duration> {
+        let bits = self.service.load(Relaxed);
+        (bits != NO_SERVICE).then(|| Duration::from_secs_f64(f64::from_bits(bits)))
     }
 
     /// A call arrives: it goes on at once when nothing is held before it and a replica is
-    /// ready; otherwise it joins the FIFO.
+    /// ready (without the lock); otherwise it joins the FIFO.
     pub fn enter(self: &Arc<Self>) -> Entry {
         self.arrived.fetch_add(1, Relaxed);
+        if self.held.load(SeqCst) == 0 && self.ready.load(SeqCst) > 0 {
+            self.in_flight.fetch_add(1, SeqCst);
+            return Entry::Go(Permit::new(self.clone()));
+        }
         let mut g = self.lock();
         if g.queue.is_empty() && g.capacity.ready > 0 {
-            g.in_flight += 1;
+            self.in_flight.fetch_add(1, SeqCst);
             drop(g);
             return Entry::Go(Permit::new(self.clone()));
         }
@@ -259,7 +291,9 @@ impl Gate {
         let id = g.next_id;
         let (tx, rx) = oneshot::channel();
         g.queue.push_back(Waiter { id, tx });
-        Self::dispatch(&mut g);
+        // Counted before it looks at `in_flight`: a release from now on serves it.
+        self.held.store(g.queue.len(), SeqCst);
+        self.dispatch(&mut g);
         Entry::Held(Waiting {
             gate: self.clone(),
             id,
@@ -271,34 +305,48 @@ impl Gate {
     fn set_capacity(&self, capacity: Capacity) {
         let mut g = self.lock();
         g.capacity = capacity;
-        Self::dispatch(&mut g);
+        self.ready.store(capacity.ready, SeqCst);
+        self.dispatch(&mut g);
     }
 
     /// Releases held calls, oldest first, while the limit allows. Caller holds the lock.
-    fn dispatch(g: &mut Inner) {
-        let limit = forward_limit(&g.capacity, g.service.map(Duration::from_secs_f64));
-        while g.in_flight < limit {
+    fn dispatch(&self, g: &mut Inner) {
+        let limit = forward_limit(&g.capacity, self.service());
+        while self.in_flight.load(SeqCst) < limit {
             let Some(w) = g.queue.pop_front() else {
                 break;
             };
+            // Counted before the grant is sent: the waiter may take its place, finish and
+            // give it back on another thread before this one runs again.
+            self.in_flight.fetch_add(1, SeqCst);
             // A receiver can only be gone here if its waiter is being dropped right now
-            // (it then finds itself no longer queued and takes nothing back): skip it.
-            if w.tx.send(()).is_ok() {
-                g.in_flight += 1;
+            // (it then finds itself no longer queued and takes nothing back): undo.
+            if w.tx.send(()).is_err() {
+                self.in_flight.fetch_sub(1, SeqCst);
             }
         }
+        self.held.store(g.queue.len(), SeqCst);
     }
 
-    /// A forwarded call finished after `took`.
+    /// A forwarded call finished after `took`; takes the lock only when calls are held.
     fn release(&self, took: Duration) {
-        let mut g = self.lock();
-        g.in_flight = g.in_flight.saturating_sub(1);
+        let _ = self
+            .in_flight
+            .fetch_update(SeqCst, SeqCst, |n| Some(n.saturating_sub(1)));
         let t = took.as_secs_f64();
-        g.service = Some(match g.service {
-            Some(s) => s + SERVICE_EWMA_WEIGHT * (t - s),
-            None => t,
+        let _ = self.service.fetch_update(Relaxed, Relaxed, |bits| {
+            Some(if bits == NO_SERVICE {
+                t.to_bits()
+            } else {
+                let s = f64::from_bits(bits);
+                (s + SERVICE_EWMA_WEIGHT * (t - s)).to_bits()
+            })
         });
-        Self::dispatch(&mut g);
+        if self.held.load(SeqCst) == 0 {
+            return;
+        }
+        let mut g = self.lock();
+        self.dispatch(&mut g);
     }
 }
 
@@ -357,15 +405,19 @@ impl Drop for Waiting {
         if self.done {
             return;
         }
-        let mut g = self.gate.lock();
+        let gate = &self.gate;
+        let mut g = gate.lock();
         if let Some(pos) = g.queue.iter().position(|w| w.id == self.id) {
             g.queue.remove(pos);
+            gate.held.store(g.queue.len(), SeqCst);
             return;
         }
         // Granted but never taken: give the place back.
         if self.rx.try_recv().is_ok() {
-            g.in_flight = g.in_flight.saturating_sub(1);
-            Gate::dispatch(&mut g);
+            let _ = gate
+                .in_flight
+                .fetch_update(SeqCst, SeqCst, |n| Some(n.saturating_sub(1)));
+            gate.dispatch(&mut g);
         }
     }
 }

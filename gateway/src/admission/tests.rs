@@ -169,9 +169,9 @@ async fn a_waiter_that_leaves_gives_its_place_back() {
     let pb_ = granted_now(&mut b).expect("b released");
     drop(c);
     let pd = granted_now(&mut d).expect("d released");
-    assert_eq!(gate.lock().in_flight, 2, "c's place was given back");
+    assert_eq!(gate.in_flight(), 2, "c's place was given back");
     drop((pb_, pd));
-    assert_eq!(gate.lock().in_flight, 0);
+    assert_eq!(gate.in_flight(), 0);
     // With nothing held and a replica ready, calls go straight on.
     assert!(matches!(gate.enter(), Entry::Go(_)));
 }
@@ -217,4 +217,60 @@ async fn export_lines_carry_held_calls_and_arrivals() {
             "c".repeat(30)
         ]
     );
+}
+
+/// The lock-free warm path next to held calls: 32 tasks make 200 calls each while the
+/// function's one replica goes away and comes back. Every held call is released (a release
+/// that missed it would leave it waiting: the test's deadline fails it), and every place is
+/// given back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn warm_calls_and_held_calls_together_never_strand_a_call() {
+    let (gates, tx) = gates_with(vec![endpoint("a", pb::EndpointHealth::Healthy)]);
+    let tx = Arc::new(tx);
+    let gate = gates.gate("f");
+    let mut tasks = Vec::new();
+    for i in 0..32usize {
+        let gate = gate.clone();
+        tasks.push(tokio::spawn(async move {
+            for j in 0..200usize {
+                let permit = match gate.enter() {
+                    Entry::Go(p) => p,
+                    Entry::Held(mut w) => {
+                        tokio::time::timeout(Duration::from_secs(20), w.granted())
+                            .await
+                            .expect("a held call is released")
+                    }
+                };
+                if (i + j) % 4 == 0 {
+                    tokio::task::yield_now().await;
+                }
+                drop(permit);
+            }
+        }));
+    }
+    let flips = {
+        let (gates, tx) = (gates.clone(), tx.clone());
+        tokio::spawn(async move {
+            for k in 0..200 {
+                let eps = if k % 2 == 0 {
+                    vec![]
+                } else {
+                    vec![endpoint("a", pb::EndpointHealth::Healthy)]
+                };
+                resnapshot(&tx, &gates, eps);
+                tokio::task::yield_now().await;
+            }
+            resnapshot(
+                &tx,
+                &gates,
+                vec![endpoint("a", pb::EndpointHealth::Healthy)],
+            );
+        })
+    };
+    flips.await.expect("flips");
+    for t in tasks {
+        t.await.expect("task");
+    }
+    assert_eq!(gate.in_flight(), 0, "every place was given back");
+    assert_eq!(gate.held(), 0);
 }

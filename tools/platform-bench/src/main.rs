@@ -346,8 +346,22 @@ async fn netns(docker: &Docker, stack: &ComposeStack, i: usize) -> Result<warm::
     Ok(warm::Netns { pid, ip })
 }
 
-/// The services' addresses and main processes.
+/// The services' addresses and main processes, and two fresh network namespaces for row (g).
 async fn platform(docker: &Docker, stack: &ComposeStack) -> Result<(warm::Platform, Vec<Tracked>)> {
+    let netns = [
+        netns(docker, stack, 0).await?,
+        netns(docker, stack, 1).await?,
+    ];
+    services_of(docker, stack, netns).await
+}
+
+/// The services' addresses and main processes (again after a service was recreated), with
+/// the namespaces of row (g) made already.
+async fn services_of(
+    docker: &Docker,
+    stack: &ComposeStack,
+    netns: [warm::Netns; 2],
+) -> Result<(warm::Platform, Vec<Tracked>)> {
     let mut services = Vec::new();
     let mut addr = std::collections::HashMap::new();
     for name in SERVICES {
@@ -373,10 +387,6 @@ async fn platform(docker: &Docker, stack: &ComposeStack) -> Result<(warm::Platfo
     }
     let (g_ip, g_pid) = addr["gateway"];
     let (r_ip, r_pid) = addr["router"];
-    let netns = [
-        netns(docker, stack, 0).await?,
-        netns(docker, stack, 1).await?,
-    ];
     Ok((
         warm::Platform {
             user: SocketAddr::from(([127, 0, 0, 1], stack.port)),
@@ -549,7 +559,7 @@ async fn main_stack(
                 headers: vec![format!("{}: {}", sluice_common::runtime::HEADER, rep.token)],
                 ..s.load.clone()
             };
-            let cores = cores_rows(docker, &stack, &load, &rep, p).await;
+            let cores = cores_rows(docker, &stack, plat.netns, &load, &rep, p).await;
             for (f, _) in fns {
                 stack.scale(f, 0).await;
             }
@@ -609,6 +619,7 @@ fn thread_counts() -> Vec<usize> {
 async fn cores_rows(
     docker: &Docker,
     stack: &ComposeStack,
+    netns: [warm::Netns; 2],
     load: &wrk::Load,
     rep: &warm::Replica,
     p: &dyn Fn(String),
@@ -616,6 +627,7 @@ async fn cores_rows(
     async fn set_threads(
         docker: &Docker,
         stack: &ComposeStack,
+        netns: [warm::Netns; 2],
         n: usize,
     ) -> Result<warm::Platform> {
         let env = [
@@ -642,7 +654,7 @@ async fn cores_rows(
             },
         )
         .await?;
-        Ok(platform(docker, stack).await?.0)
+        Ok(services_of(docker, stack, netns).await?.0)
     }
     let mut rows = Vec::new();
     let mut failure = None;
@@ -651,7 +663,7 @@ async fn cores_rows(
             "user path against threads: gateway and router on {n} worker thread(s) each"
         ));
         let r = async {
-            let plat = set_threads(docker, stack, n).await?;
+            let plat = set_threads(docker, stack, netns, n).await?;
             let label = format!("(u) with {n} worker thread(s) in the gateway and in the router");
             let url = format!("http://{}/fast", plat.user);
             let tiers = warm::user_tiers(&plat);
@@ -667,7 +679,7 @@ async fn cores_rows(
         }
     }
     // Back to the defaults, for the sections after this one.
-    let restored = set_threads(docker, stack, 0).await;
+    let restored = set_threads(docker, stack, netns, 0).await;
     if let Some(e) = failure {
         return Err(e);
     }
