@@ -131,12 +131,17 @@ service_image() { # name
   # The engine filter alone holds the Docker socket, which is root's: it runs as root (with
   # no capability). The orchestrator reaches the engine only through it.
   [ "$name" = engine-filter ] && uid=0
+  # The router serves the gateway on a Unix socket in the `dataplane-socket` volume: its
+  # mount point is the router's own, so the volume starts with this owner and mode.
+  local prepare=""
+  [ "$name" = router ] && prepare="RUN install -d -o $uid -g $uid -m 0750 /run/sluice-dataplane"
   rm -rf "$ctx"; mkdir -p "$ctx"
   copy_bin "$name" "$ctx"
   cat >"$ctx/Dockerfile" <<DOCKERFILE
 ARG SLUICE_VERSION
 FROM sluice/base:\${SLUICE_VERSION}
 COPY $name /usr/local/bin/$name
+$prepare
 ENV SLUICE_LOG_FORMAT=json
 USER $uid
 ENTRYPOINT ["/usr/local/bin/$name"]

@@ -1,4 +1,6 @@
-//! Upstream addresses (the router, the orchestrator) given as `http://host:port` URLs.
+//! Upstream addresses (the router, the orchestrator) given as `http://host:port` URLs, or
+//! as `unix:/path/to.sock` for an upstream on a Unix socket (the router, through a volume
+//! only the two share: no network hop at all).
 //!
 //! pingora peers need a socket address, so names are resolved here, off the request path:
 //! once at start-up and then periodically in the background (a restarted container may come
@@ -6,6 +8,7 @@
 //! requests to that upstream are answered 502.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -16,6 +19,16 @@ const REFRESH_EVERY: Duration = Duration::from_secs(5);
 /// How often an unresolved name is retried.
 const RETRY_EVERY: Duration = Duration::from_millis(500);
 
+/// Where to connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Addr {
+    Inet(SocketAddr),
+    Unix(Arc<str>),
+}
+
+/// The longest path a Unix socket address holds (`sun_path` less its NUL).
+const MAX_UNIX_PATH: usize = 107;
+
 /// One upstream, by URL, with its last resolved address.
 #[derive(Debug)]
 pub struct UpstreamAddr {
@@ -23,6 +36,8 @@ pub struct UpstreamAddr {
     pub role: &'static str,
     host: String,
     port: u16,
+    /// Set for `unix:` upstreams (then `host` is the path, and nothing is resolved).
+    unix: Option<Arc<str>>,
     current: RwLock<Option<SocketAddr>>,
 }
 
@@ -38,6 +53,23 @@ impl UpstreamAddr {
         if url.starts_with("https://") {
             return Err(bad("TLS to upstreams is not supported, use http://"));
         }
+        if let Some(path) = url.strip_prefix("unix:") {
+            // `unix:/p`, `unix:///p` (Docker's spelling): the path is absolute.
+            let path = format!("/{}", path.trim_start_matches('/'));
+            if path.len() > MAX_UNIX_PATH {
+                return Err(bad("socket path longer than 107 bytes"));
+            }
+            if path == "/" || !Path::new(&path).is_absolute() {
+                return Err(bad("missing socket path"));
+            }
+            return Ok(UpstreamAddr {
+                role,
+                host: path.clone(),
+                port: 0,
+                unix: Some(path.into()),
+                current: RwLock::new(None),
+            });
+        }
         let rest = url.strip_prefix("http://").unwrap_or(url);
         let authority = rest.split('/').next().unwrap_or_default();
         if authority.is_empty() {
@@ -52,12 +84,16 @@ impl UpstreamAddr {
             role,
             host,
             port,
+            unix: None,
             current: RwLock::new(literal),
         })
     }
 
     /// `host:port` as configured.
     pub fn authority(&self) -> String {
+        if let Some(path) = &self.unix {
+            return format!("unix:{path}");
+        }
         if self.host.contains(':') {
             format!("[{}]:{}", self.host, self.port)
         } else {
@@ -66,13 +102,16 @@ impl UpstreamAddr {
     }
 
     /// The address to connect to now; `None` until the name has been resolved once.
-    pub fn current(&self) -> Option<SocketAddr> {
-        *self.current.read().unwrap_or_else(PoisonError::into_inner)
+    pub fn current(&self) -> Option<Addr> {
+        if let Some(path) = &self.unix {
+            return Some(Addr::Unix(path.clone()));
+        }
+        (*self.current.read().unwrap_or_else(PoisonError::into_inner)).map(Addr::Inet)
     }
 
     /// Resolves the name again; keeps the last good address when resolution fails.
     pub async fn refresh(&self) -> bool {
-        if self.host.parse::<IpAddr>().is_ok() {
+        if self.unix.is_some() || self.host.parse::<IpAddr>().is_ok() {
             return true;
         }
         match tokio::net::lookup_host((self.host.as_str(), self.port)).await {
@@ -96,7 +135,7 @@ impl UpstreamAddr {
 
     /// Keeps the address fresh in the background (see the module docs).
     pub fn spawn_refresh(self: &Arc<Self>, rt: &tokio::runtime::Handle) {
-        if self.host.parse::<IpAddr>().is_ok() {
+        if self.unix.is_some() || self.host.parse::<IpAddr>().is_ok() {
             return;
         }
         let me = self.clone();
@@ -132,13 +171,14 @@ mod tests {
 
     #[test]
     fn urls_parse_to_host_and_port() {
+        let inet = |a: &str| Some(Addr::Inet(a.parse().expect("addr")));
         let u = UpstreamAddr::parse("router", "http://127.0.0.1:10000").expect("url");
-        assert_eq!(u.current(), Some("127.0.0.1:10000".parse().expect("addr")));
+        assert_eq!(u.current(), inet("127.0.0.1:10000"));
         let u = UpstreamAddr::parse("router", "http://router:10000/").expect("url");
         assert_eq!(u.authority(), "router:10000");
         assert_eq!(u.current(), None);
         let u = UpstreamAddr::parse("o", "http://[::1]:8082").expect("v6");
-        assert_eq!(u.current(), Some("[::1]:8082".parse().expect("addr")));
+        assert_eq!(u.current(), inet("[::1]:8082"));
         assert_eq!(
             UpstreamAddr::parse("o", "orch").expect("bare").authority(),
             "orch:80"
@@ -146,12 +186,20 @@ mod tests {
         assert!(UpstreamAddr::parse("o", "https://x:1").is_err());
         assert!(UpstreamAddr::parse("o", "http://x:notaport").is_err());
         assert!(UpstreamAddr::parse("o", "http://").is_err());
+        for url in ["unix:/run/r.sock", "unix:///run/r.sock"] {
+            let u = UpstreamAddr::parse("router", url).expect("unix");
+            assert_eq!(u.current(), Some(Addr::Unix("/run/r.sock".into())));
+            assert_eq!(u.authority(), "unix:/run/r.sock");
+        }
+        assert!(UpstreamAddr::parse("router", "unix:").is_err());
+        let long = format!("unix:/{}", "x".repeat(120));
+        assert!(UpstreamAddr::parse("router", &long).is_err());
     }
 
     #[tokio::test]
     async fn names_resolve_in_the_background() {
         let u = Arc::new(UpstreamAddr::parse("o", "http://localhost:8082").expect("url"));
         assert!(u.refresh().await);
-        assert!(u.current().is_some_and(|a| a.port() == 8082));
+        assert!(matches!(u.current(), Some(Addr::Inet(a)) if a.port() == 8082));
     }
 }

@@ -36,6 +36,10 @@ pub struct Args {
     /// Address the proxy listens on.
     #[arg(long, env = "SLUICE_LISTEN", default_value = "0.0.0.0:10000", value_parser = sluice_common::config::listen_addr)]
     pub listen: SocketAddr,
+    /// Also serve the proxy on this Unix socket (for a gateway on the same machine: no
+    /// network hop); a stale socket file is replaced. Unset: TCP only.
+    #[arg(long, env = "SLUICE_LISTEN_UNIX")]
+    pub listen_unix: Option<std::path::PathBuf>,
     /// Address of the admin API.
     #[arg(long, env = "SLUICE_ADMIN_LISTEN", default_value = "0.0.0.0:10001", value_parser = sluice_common::config::listen_addr)]
     pub admin_listen: SocketAddr,
@@ -183,12 +187,31 @@ async fn serve(args: Args) -> Result<(), RouterError> {
     }
     let mut service = pingora::proxy::http_proxy_service_with_name(&conf, proxy, "sluice-router");
     service.add_tcp(&args.listen.to_string());
+    let unix = args
+        .listen_unix
+        .as_deref()
+        .filter(|p| !p.as_os_str().is_empty());
+    if let Some(path) = unix {
+        let path = path.to_str().filter(|p| p.len() <= 107).ok_or_else(|| {
+            RouterError::new(
+                ErrorKind::Startup,
+                format!(
+                    "SLUICE_LISTEN_UNIX `{}`: not UTF-8 or longer than 107 bytes",
+                    path.display()
+                ),
+            )
+        })?;
+        // Owner and group (the gateway runs as the router's group) may connect; no one else.
+        use std::os::unix::fs::PermissionsExt;
+        service.add_uds(path, Some(std::fs::Permissions::from_mode(0o660)));
+    }
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut proxy_task = tokio::spawn(async move {
         service.start_service(None, shutdown_rx, 1).await;
     });
     tracing::info!(
         listen = %args.listen,
+        listen_unix = ?unix,
         admin = %args.admin_listen,
         xds = %args.xds_server,
         node_id = %node_id,

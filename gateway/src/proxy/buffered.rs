@@ -59,7 +59,7 @@ pub async fn forward(
         .for_function(name.clone());
         return answer(session, ctx, err).await;
     };
-    let peer = gw.peer(addr, *read_timeout);
+    let peer = gw.peer(addr, *read_timeout)?;
 
     let mut req = session.req_header().clone();
     for h in HOP_BY_HOP {

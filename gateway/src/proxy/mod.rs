@@ -43,7 +43,7 @@ use crate::error::{ErrorKind, GatewayError};
 use crate::limits::{self, BodyBuffer, Framing};
 use crate::routes::{self, FunctionCall, Route};
 use crate::stats::{InFlight, InFlightGuard, Stats};
-use crate::upstream::UpstreamAddr;
+use crate::upstream::{Addr, UpstreamAddr};
 
 /// Header naming the function for the router.
 pub const FUNCTION_HEADER: &str = "X-Sluice-Function";
@@ -156,13 +156,16 @@ impl RequestCtx {
 
 impl Gateway {
     /// A pooled HTTP/1 peer for `addr`.
-    fn peer(&self, addr: std::net::SocketAddr, read_timeout: Duration) -> HttpPeer {
-        let mut peer = HttpPeer::new(addr, false, String::new());
+    fn peer(&self, addr: Addr, read_timeout: Duration) -> pingora::Result<HttpPeer> {
+        let mut peer = match addr {
+            Addr::Inet(a) => HttpPeer::new(a, false, String::new()),
+            Addr::Unix(path) => HttpPeer::new_uds(&path, false, String::new())?,
+        };
         peer.options.connection_timeout = Some(self.settings.connect_timeout);
         peer.options.read_timeout = Some(read_timeout);
         peer.options.write_timeout = Some(read_timeout);
         peer.options.idle_timeout = Some(self.settings.pool_idle_timeout);
-        peer
+        Ok(peer)
     }
 
     /// The `/healthz` body: liveness plus what the gateway knows and how it is doing.
@@ -577,7 +580,7 @@ impl ProxyHttp for Gateway {
                 ),
             );
         };
-        Ok(Box::new(self.peer(addr, read_timeout)))
+        Ok(Box::new(self.peer(addr, read_timeout)?))
     }
 
     async fn upstream_request_filter(
