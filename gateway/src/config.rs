@@ -78,6 +78,17 @@ pub struct Config {
     #[arg(long, env = "SLUICE_SYSTEM_TIMEOUT_MS", default_value_t = 300_000, value_parser = clap::value_parser!(u64).range(1..=sluice_common::config::MAX_SETTING_MS))]
     pub system_timeout_ms: u64,
 
+    /// How long the router or the orchestrator may refuse connections (a restart) before a
+    /// call gets 502: connects are retried with back-off within it, and one connect attempt
+    /// is bounded by it.
+    #[arg(
+        long,
+        env = "SLUICE_UPSTREAM_CONNECT_TIMEOUT_MS",
+        default_value_t = 3_000,
+        value_parser = clap::value_parser!(u64).range(1..=sluice_common::config::MAX_SETTING_MS)
+    )]
+    pub upstream_connect_timeout_ms: u64,
+
     /// `Retry-After` seconds sent with a 503 after a cold start timed out.
     #[arg(long, env = "SLUICE_COLD_START_RETRY_AFTER_SECS", default_value_t = 5)]
     pub cold_start_retry_after_secs: u64,

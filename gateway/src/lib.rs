@@ -57,6 +57,10 @@ const WAKE_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs the gateway until SIGTERM/SIGINT (see [`shutdown`]). Returns only on a start-up error
 /// or after pingora's own shutdown.
+/// Attempts of one call to connect to its upstream (the connect timeout bounds them first:
+/// with the back-off capped at 400 ms, this is over ten minutes).
+const MAX_CONNECT_ATTEMPTS: usize = 2_000;
+
 pub fn run(cfg: Config) -> Result<(), GatewayError> {
     check_listen(&cfg.listen)?;
     let xds_token = sluice_common::xds::token_from(cfg.xds_token_file.as_deref())
@@ -116,6 +120,7 @@ pub fn run(cfg: Config) -> Result<(), GatewayError> {
     }
     let settings = Settings {
         system_timeout: Duration::from_millis(cfg.system_timeout_ms),
+        connect_timeout: Duration::from_millis(cfg.upstream_connect_timeout_ms),
         cold_start_retry_after: Duration::from_secs(cfg.cold_start_retry_after_secs.max(1)),
         ..Settings::default()
     };
@@ -138,6 +143,9 @@ pub fn run(cfg: Config) -> Result<(), GatewayError> {
         // Backstop only: the shutdown task exits as soon as nothing is in flight.
         grace_period_seconds: Some(cfg.grace_seconds + 1),
         graceful_shutdown_timeout_seconds: Some(1),
+        // Refused connects are retried for as long as the connect timeout allows (the proxy's
+        // `fail_to_connect`); the count only backstops it.
+        max_retries: MAX_CONNECT_ATTEMPTS,
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);

@@ -66,6 +66,10 @@ pub struct Args {
     /// How often gauges and counters are sent to statsD (latency samples go with them).
     #[arg(long, env = "SLUICE_STATSD_FLUSH_MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..=sluice_common::config::MAX_SETTING_MS))]
     pub statsd_flush_ms: u64,
+    /// Longest wait at start for the control plane's configuration before the proxy listens
+    /// anyway (a router listening without it would answer 404 for every function).
+    #[arg(long, env = "SLUICE_SYNC_WAIT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub sync_wait_seconds: u64,
     /// Longest wait for requests in progress after SIGTERM before exiting anyway.
     #[arg(long, env = "SLUICE_SHUTDOWN_GRACE_SECONDS", default_value_t = 60)]
     pub shutdown_grace_seconds: u64,
@@ -185,6 +189,15 @@ async fn serve(args: Args) -> Result<(), RouterError> {
             stop.clone(),
         ));
     }
+    // Listen once the configuration is in: a restarted router must not answer 404 to the
+    // calls a gateway sends it in the meantime (the gateway retries a refused connect).
+    let wait = Duration::from_secs(args.sync_wait_seconds);
+    if !configured(&registry, wait).await {
+        tracing::warn!(
+            waited_s = args.sync_wait_seconds,
+            "no configuration from the control plane yet; serving anyway"
+        );
+    }
     let mut service = pingora::proxy::http_proxy_service_with_name(&conf, proxy, "sluice-router");
     service.add_tcp(&args.listen.to_string());
     let unix = args
@@ -248,4 +261,23 @@ async fn serve(args: Args) -> Result<(), RouterError> {
     stop.cancel();
     admin_task.abort();
     result
+}
+
+/// Waits until the registry has applied every resource type at least once, or `wait` passed
+/// (false).
+async fn configured(registry: &config::Registry, wait: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let snap = registry.snapshot();
+        if sluice_common::xds::TYPES
+            .iter()
+            .all(|t| snap.versions.contains_key(*t))
+        {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }

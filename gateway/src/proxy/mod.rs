@@ -128,6 +128,9 @@ pub struct RequestCtx {
     cold_start: bool,
     /// The call's place among those forwarded for its function (freed when the request ends).
     permit: Option<Permit>,
+    /// Failed connects to the upstream so far, and when the first one failed.
+    connect_failures: u32,
+    first_connect_failure: Option<Instant>,
     _in_flight: InFlightGuard,
 }
 
@@ -493,6 +496,8 @@ impl ProxyHttp for Gateway {
             function: None,
             cold_start: false,
             permit: None,
+            connect_failures: 0,
+            first_connect_failure: None,
             _in_flight: self.in_flight.enter(),
         }
     }
@@ -570,6 +575,12 @@ impl ProxyHttp for Gateway {
                 return Error::e_explain(ErrorType::InternalError, "request has no upstream")
             }
         };
+        if ctx.connect_failures > 0 {
+            // Retrying a failed connect (see `fail_to_connect`): back off 50, 100, 200, then
+            // 400 ms between attempts.
+            let ms = 25u64 << ctx.connect_failures.min(4);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
         let Some(addr) = up.current() else {
             return Error::e_explain(
                 ErrorType::ConnectNoRoute,
@@ -627,6 +638,44 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
         ctx.decorate(upstream_response)
+    }
+
+    /// A connect to the router or the orchestrator failed: they are being restarted (an
+    /// upgrade, a crash), or gone. Nothing was sent yet, so the call is tried again, with
+    /// back-off, for up to the connect timeout from the first failure: a restart shorter
+    /// than that costs the call a short wait, not an error (a Unix socket refuses at once
+    /// where TCP would have retried its SYN). After it, 502.
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        let first = *ctx.first_connect_failure.get_or_insert_with(Instant::now);
+        ctx.connect_failures = ctx.connect_failures.saturating_add(1);
+        let upstream = matches!(ctx.target, Target::Function { .. } | Target::Orchestrator);
+        if upstream && first.elapsed() < self.settings.connect_timeout {
+            e.set_retry(true);
+            if ctx.connect_failures == 1 {
+                tracing::info!(function = ?ctx.function, error = %e,
+                    "upstream refuses connections; retrying within the connect timeout");
+            }
+        }
+        e
+    }
+
+    /// pingora's own line per retry is one per back-off step: the first failure is logged
+    /// above, and a call that gives up gets its `request failed` line.
+    fn suppress_proxy_warn_log(
+        &self,
+        _session: &Session,
+        ctx: &RequestCtx,
+        _error: &Error,
+        context: pingora::proxy::ProxyWarnLogContext,
+    ) -> bool {
+        matches!(context, pingora::proxy::ProxyWarnLogContext::UpstreamRetry)
+            && ctx.connect_failures > 0
     }
 
     async fn fail_to_proxy(

@@ -387,7 +387,12 @@ pub struct Stack {
     pub router_admin: String,
     pub gateway: String,
     pub gateway_proc: ChildGuard,
-    _router: ChildGuard,
+    router: Option<ChildGuard>,
+    router_env: Vec<(&'static str, String)>,
+    router_log: PathBuf,
+    /// The router's Unix socket when the gateway reaches it there ([`Stack::start_unix`]).
+    pub router_socket: Option<PathBuf>,
+    _socket_dir: Option<tempfile::TempDir>,
     _connector: ChildGuard,
     _redis: RedisServer,
 }
@@ -396,6 +401,21 @@ impl Stack {
     /// Starts everything and waits until the gateway and router are connected to the
     /// connector. `orchestrator` is the base URL the gateway uses for `/system/*` and wakes.
     pub async fn start(instance: &str, orchestrator: &str) -> Stack {
+        Self::start_with(instance, orchestrator, false, None).await
+    }
+
+    /// As [`Stack::start`], with the gateway reaching the router on the router's Unix
+    /// socket (as `make up` runs them) and the gateway's upstream connect timeout set.
+    pub async fn start_unix(instance: &str, orchestrator: &str, connect_timeout_ms: u64) -> Stack {
+        Self::start_with(instance, orchestrator, true, Some(connect_timeout_ms)).await
+    }
+
+    async fn start_with(
+        instance: &str,
+        orchestrator: &str,
+        unix: bool,
+        connect_timeout_ms: Option<u64>,
+    ) -> Stack {
         let logs = log_dir(instance);
         println!("logs of {instance}: {}", logs.display());
         let redis = RedisServer::start();
@@ -418,17 +438,20 @@ impl Stack {
         .await;
 
         let (router_port, admin_port) = (free_port(), free_port());
-        let router = spawn_logged(
-            &sibling_binary("router"),
-            &[
-                ("SLUICE_LISTEN", format!("127.0.0.1:{router_port}")),
-                ("SLUICE_ADMIN_LISTEN", format!("127.0.0.1:{admin_port}")),
-                ("SLUICE_XDS_SERVER", grpc.clone()),
-                ("SLUICE_NODE_ID", format!("router-{instance}")),
-                ("SLUICE_THREADS", "2".into()),
-            ],
-            logs.join("router.log"),
-        );
+        let socket_dir = unix.then(|| tempfile::tempdir().expect("socket dir"));
+        let router_socket = socket_dir.as_ref().map(|d| d.path().join("router.sock"));
+        let mut router_env = vec![
+            ("SLUICE_LISTEN", format!("127.0.0.1:{router_port}")),
+            ("SLUICE_ADMIN_LISTEN", format!("127.0.0.1:{admin_port}")),
+            ("SLUICE_XDS_SERVER", grpc.clone()),
+            ("SLUICE_NODE_ID", format!("router-{instance}")),
+            ("SLUICE_THREADS", "2".into()),
+        ];
+        if let Some(path) = &router_socket {
+            router_env.push(("SLUICE_LISTEN_UNIX", path.display().to_string()));
+        }
+        let router_log = logs.join("router.log");
+        let router = spawn_logged(&sibling_binary("router"), &router_env, router_log.clone());
         let router_admin = format!("http://127.0.0.1:{admin_port}");
         wait_for("router admin /healthz", DEADLINE, || {
             get_ok(format!("{router_admin}/healthz"))
@@ -436,16 +459,26 @@ impl Stack {
         .await;
 
         let gateway_port = free_port();
+        let mut gateway_env = vec![
+            ("SLUICE_LISTEN", format!("127.0.0.1:{gateway_port}")),
+            (
+                "SLUICE_ROUTER",
+                match &router_socket {
+                    Some(path) => format!("unix:{}", path.display()),
+                    None => format!("http://127.0.0.1:{router_port}"),
+                },
+            ),
+            ("SLUICE_ORCHESTRATOR", orchestrator.to_string()),
+            ("SLUICE_XDS_SERVER", grpc.clone()),
+            ("SLUICE_NODE_ID", format!("gateway-{instance}")),
+            ("SLUICE_THREADS", "2".into()),
+        ];
+        if let Some(ms) = connect_timeout_ms {
+            gateway_env.push(("SLUICE_UPSTREAM_CONNECT_TIMEOUT_MS", ms.to_string()));
+        }
         let gateway_proc = spawn_logged(
             Path::new(env!("CARGO_BIN_EXE_gateway")),
-            &[
-                ("SLUICE_LISTEN", format!("127.0.0.1:{gateway_port}")),
-                ("SLUICE_ROUTER", format!("http://127.0.0.1:{router_port}")),
-                ("SLUICE_ORCHESTRATOR", orchestrator.to_string()),
-                ("SLUICE_XDS_SERVER", grpc.clone()),
-                ("SLUICE_NODE_ID", format!("gateway-{instance}")),
-                ("SLUICE_THREADS", "2".into()),
-            ],
+            &gateway_env,
             logs.join("gateway.log"),
         );
         let gateway = format!("http://127.0.0.1:{gateway_port}");
@@ -465,10 +498,34 @@ impl Stack {
             router_admin,
             gateway,
             gateway_proc,
-            _router: router,
+            router: Some(router),
+            router_env,
+            router_log,
+            router_socket,
+            _socket_dir: socket_dir,
             _connector: connector,
             _redis: redis,
         }
+    }
+
+    /// Kills the router (SIGKILL: its socket file stays behind, as after a crash).
+    pub fn kill_router(&mut self) {
+        drop(self.router.take());
+    }
+
+    /// Starts the router again with the same settings and waits until its admin answers.
+    pub async fn start_router(&mut self) {
+        let log = self.router_log.with_extension("restarted.log");
+        self.router = Some(spawn_logged(
+            &sibling_binary("router"),
+            &self.router_env,
+            log,
+        ));
+        let admin = self.router_admin.clone();
+        wait_for("restarted router admin /healthz", DEADLINE, || {
+            get_ok(format!("{admin}/healthz"))
+        })
+        .await;
     }
 
     pub fn url(&self, path: &str) -> String {
