@@ -15,8 +15,8 @@
 //!   once (the draining flag is written before the counter is read, and read after the
 //!   counter is written, both sequentially consistent, so one side always sees the other);
 //! * a waiter is never left queued while a slot it could use is free: it is counted in
-//!   `waiting` (sequentially consistent) before it looks for a slot, and a release that
-//!   sees `waiting > 0` takes the lock and runs [`ClusterState::dispatch`]; the same holds
+//!   `stats.pending` (sequentially consistent) before it looks for a slot, and a release
+//!   that sees `pending > 0` takes the lock and runs [`ClusterState::dispatch`]; the same holds
 //!   after every config change. Waiters are served in arrival order;
 //! * a request that finds waiters ahead of it queues behind them (no barging).
 //!
@@ -29,7 +29,7 @@ mod queue;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -103,9 +103,6 @@ pub struct ClusterState {
     inner: Mutex<Inner>,
     /// What the lock-free path reads; published under the lock after every config change.
     view: ArcSwap<View>,
-    /// Requests queued (or being queued): while non-zero, releases take the lock to serve
-    /// them and new requests queue behind them.
-    waiting: AtomicUsize,
     /// The function's runtime token, sent on every call to its replicas (swapped, not
     /// locked: read once per request).
     runtime_token: arc_swap::ArcSwapOption<hyper::header::HeaderValue>,
@@ -172,7 +169,6 @@ impl ClusterState {
                 settings,
                 ..View::default()
             }),
-            waiting: AtomicUsize::new(0),
             next_waiter: AtomicU64::new(1),
             stats: ClusterStats::default(),
             runtime_token: arc_swap::ArcSwapOption::empty(),
@@ -226,12 +222,16 @@ impl ClusterState {
         }));
     }
 
-    /// Records the queue length (the lock-free paths' gate, and telemetry). Caller holds
-    /// the lock.
+    /// Records the queue length in `stats.pending`: the pending gauge, and the lock-free
+    /// paths' gate (while non-zero, releases take the lock to serve the queue and new
+    /// requests queue behind it). Caller holds the lock.
     fn sync_waiting(&self, inner: &Inner) {
-        let n = inner.waiters.len();
-        self.waiting.store(n, SeqCst);
-        self.stats.pending.store(n as u64, Relaxed);
+        self.stats.pending.store(inner.waiters.len() as u64, SeqCst);
+    }
+
+    /// True while requests are queued (or being queued).
+    fn has_waiters(&self) -> bool {
+        self.stats.pending.load(SeqCst) > 0
     }
 
     /// Applies the cluster's settings and its endpoint list from a new snapshot.
@@ -329,7 +329,7 @@ impl ClusterState {
         self: &Arc<Self>,
         exclude: Option<Arc<Endpoint>>,
     ) -> Result<Lease, RouterError> {
-        if self.waiting.load(SeqCst) == 0 {
+        if !self.has_waiters() {
             let view = self.view.load();
             if view.removed {
                 return Err(self.removed_error());
@@ -454,7 +454,7 @@ impl ClusterState {
             .stats
             .active
             .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(1)));
-        if self.waiting.load(SeqCst) == 0 && !ep.is_draining() {
+        if !self.has_waiters() && !ep.is_draining() {
             return;
         }
         let mut inner = self.lock();

@@ -96,7 +96,8 @@ pub struct ClusterStats {
     pub counters: Counters,
     /// Requests currently holding an endpoint slot (gauge).
     pub active: AtomicU64,
-    /// Requests currently waiting in the queue (gauge).
+    /// Requests currently waiting in the queue (gauge). Written by the cluster under its
+    /// lock, sequentially consistent: its lock-free paths read it as their gate.
     pub pending: AtomicU64,
     /// Requests that had to wait in the queue.
     pub queued_total: AtomicU64,
