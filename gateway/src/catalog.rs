@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use sluice_common::xds::{Snapshot, ROUTES_TYPE, TYPES};
+use sluice_common::xds::{pb, Snapshot, ROUTES_TYPE, TYPES};
 use tokio::sync::watch;
 
 use crate::admission::Capacity;
@@ -58,7 +58,11 @@ pub struct FunctionView {
 
 /// Looks a function up in `snapshot`; `None` when no route names it or its cluster is missing.
 pub fn view(snapshot: &Snapshot, function: &str, defaults: &Defaults) -> Option<FunctionView> {
-    let cluster = snapshot.cluster_for(function)?;
+    Some(view_of(snapshot, snapshot.cluster_for(function)?, defaults))
+}
+
+/// The view of a function whose route points at `cluster`.
+fn view_of(snapshot: &Snapshot, cluster: &pb::Cluster, defaults: &Defaults) -> FunctionView {
     let ms = |v: u64, d: Duration| {
         if v == 0 {
             d
@@ -79,7 +83,7 @@ pub fn view(snapshot: &Snapshot, function: &str, defaults: &Defaults) -> Option<
         slots = slots.and_then(|s| (cap > 0).then(|| s + u64::from(cap)));
     }
     let timeout = ms(cluster.timeout_ms, defaults.timeout);
-    Some(FunctionView {
+    FunctionView {
         cluster: cluster.name.clone(),
         healthy,
         capacity: Capacity {
@@ -97,7 +101,7 @@ pub fn view(snapshot: &Snapshot, function: &str, defaults: &Defaults) -> Option<
         },
         timeout,
         require_key: cluster.require_key,
-    })
+    }
 }
 
 /// True when `function` exists and has at least one HEALTHY endpoint.
@@ -117,12 +121,15 @@ struct Index {
 impl Index {
     fn build(snapshot: &Snapshot, defaults: &Defaults) -> Index {
         let mut functions = HashMap::new();
+        let mut named = std::collections::HashSet::new();
+        // One pass over the routes: the first route naming a function wins (even when its
+        // cluster is missing), as in `Snapshot::cluster_for`.
         for route in snapshot.routes.values().flat_map(|rc| rc.routes.iter()) {
-            // The first route naming a function wins, as in `Snapshot::cluster_for`.
-            if functions.contains_key(&route.function) {
+            if !named.insert(route.function.as_str()) {
                 continue;
             }
-            if let Some(v) = view(snapshot, &route.function, defaults) {
+            if let Some(cluster) = snapshot.clusters.get(&route.cluster) {
+                let v = view_of(snapshot, cluster, defaults);
                 functions.insert(route.function.clone(), Arc::new(v));
             }
         }
@@ -328,5 +335,41 @@ pub(crate) mod tests {
         woken.changed().await.expect("relay runs");
         assert!(catalog.lookup("hello").is_none());
         assert!(!catalog.has_config());
+    }
+
+    /// The index agrees with [`view`], route order included: the first route naming a
+    /// function wins even when its cluster is missing.
+    #[test]
+    fn the_index_follows_the_first_route_like_view() {
+        let mut s = snapshot_with(
+            "b",
+            pb::Cluster {
+                name: "b".into(),
+                ..Default::default()
+            },
+            vec![endpoint("r", pb::EndpointHealth::Healthy)],
+        );
+        let route = |function: &str, cluster: &str| pb::Route {
+            function: function.into(),
+            cluster: cluster.into(),
+        };
+        s.routes.insert(
+            "more".into(),
+            pb::RouteConfiguration {
+                name: "more".into(),
+                routes: vec![route("a", "missing"), route("a", "b"), route("c", "b")],
+            },
+        );
+        let d = Defaults::default();
+        let index = Index::build(&s, &d);
+        for f in ["a", "b", "c", "nope"] {
+            assert_eq!(
+                index.functions.get(f).map(|v| v.as_ref().clone()),
+                view(&s, f, &d),
+                "{f}"
+            );
+        }
+        assert!(!index.functions.contains_key("a"));
+        assert_eq!(index.functions["c"].healthy, 1);
     }
 }
