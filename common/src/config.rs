@@ -142,6 +142,10 @@ pub const MAX_SETTING: std::time::Duration = std::time::Duration::from_secs(24 *
 /// (`value_parser = clap::value_parser!(u64).range(1..=MAX_SETTING_MS)`).
 pub const MAX_SETTING_MS: u64 = 24 * 3600 * 1000;
 
+/// The longest path a Unix socket address holds (`sun_path` less its NUL): the router's
+/// `SLUICE_LISTEN_UNIX` and the gateway's `unix:` upstreams are checked against it.
+pub const MAX_UNIX_SOCKET_PATH: usize = 107;
+
 /// Value parser of an interval or timeout setting (`250ms`, `10s`, `1m`): at least 1 ms (as
 /// every duration [`crate::registry::parse_duration`] gives) and at most [`MAX_SETTING`]. Zero
 /// would make a ticker panic or a loop spin, so it is refused at start-up with the setting's

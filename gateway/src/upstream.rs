@@ -12,6 +12,8 @@ use std::path::Path;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
+use sluice_common::config::MAX_UNIX_SOCKET_PATH;
+
 use crate::error::{ErrorKind, GatewayError};
 
 /// How often a resolved name is looked up again.
@@ -25,9 +27,6 @@ pub enum Addr {
     Inet(SocketAddr),
     Unix(Arc<str>),
 }
-
-/// The longest path a Unix socket address holds (`sun_path` less its NUL).
-const MAX_UNIX_PATH: usize = 107;
 
 /// One upstream, by URL, with its last resolved address.
 #[derive(Debug)]
@@ -56,8 +55,10 @@ impl UpstreamAddr {
         if let Some(path) = url.strip_prefix("unix:") {
             // `unix:/p`, `unix:///p` (Docker's spelling): the path is absolute.
             let path = format!("/{}", path.trim_start_matches('/'));
-            if path.len() > MAX_UNIX_PATH {
-                return Err(bad("socket path longer than 107 bytes"));
+            if path.len() > MAX_UNIX_SOCKET_PATH {
+                return Err(bad(&format!(
+                    "socket path longer than {MAX_UNIX_SOCKET_PATH} bytes"
+                )));
             }
             if path == "/" || !Path::new(&path).is_absolute() {
                 return Err(bad("missing socket path"));

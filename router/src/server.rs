@@ -205,11 +205,12 @@ async fn serve(args: Args) -> Result<(), RouterError> {
         .as_deref()
         .filter(|p| !p.as_os_str().is_empty());
     if let Some(path) = unix {
-        let path = path.to_str().filter(|p| p.len() <= 107).ok_or_else(|| {
+        let max = sluice_common::config::MAX_UNIX_SOCKET_PATH;
+        let path = path.to_str().filter(|p| p.len() <= max).ok_or_else(|| {
             RouterError::new(
                 ErrorKind::Startup,
                 format!(
-                    "SLUICE_LISTEN_UNIX `{}`: not UTF-8 or longer than 107 bytes",
+                    "SLUICE_LISTEN_UNIX `{}`: not UTF-8 or longer than {max} bytes",
                     path.display()
                 ),
             )
