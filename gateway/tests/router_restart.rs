@@ -15,14 +15,11 @@ async fn in_flight(stack: &Stack) -> u64 {
         .saturating_sub(1)
 }
 
-/// A call that arrives while the router is down (killed: its socket file left behind and
-/// refusing) waits for the router to come back and is answered, instead of failing: the
-/// gateway retries a refused connect within its connect timeout (set long here, so that
-/// the test does not depend on how fast a router starts).
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_call_during_a_router_restart_waits_for_it() {
+/// `hello` on a replica, behind a gateway on the router's Unix socket with the given
+/// connect timeout, answered once through the socket.
+async fn warm_hello(instance: &str, connect_timeout_ms: u64) -> (Replica, Stack) {
     let replica = Replica::start().await;
-    let mut stack = Stack::start_unix("gw-router-restart", "http://127.0.0.1:9", 60_000).await;
+    let stack = Stack::start_unix(instance, "http://127.0.0.1:9", connect_timeout_ms).await;
     register(
         &stack.rest,
         "hello",
@@ -31,9 +28,23 @@ async fn a_call_during_a_router_restart_waits_for_it() {
     )
     .await;
     stack.wait_synced().await;
-    let c = http();
-    let r = c.get(stack.url("/hello")).send().await.expect("GET /hello");
+    let r = http()
+        .get(stack.url("/hello"))
+        .send()
+        .await
+        .expect("GET /hello");
     assert_eq!(r.status(), 200, "through the router's Unix socket");
+    (replica, stack)
+}
+
+/// A call that arrives while the router is down (killed: its socket file left behind and
+/// refusing) waits for the router to come back and is answered, instead of failing: the
+/// gateway retries a refused connect within its connect timeout (set long here, so that
+/// the test does not depend on how fast a router starts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_call_during_a_router_restart_waits_for_it() {
+    let (replica, mut stack) = warm_hello("gw-router-restart", 60_000).await;
+    let c = http();
     let before = replica.arrivals();
 
     stack.kill_router();
@@ -63,25 +74,8 @@ async fn a_call_during_a_router_restart_waits_for_it() {
 /// and the gateway keeps serving what it answers itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_router_down_past_the_connect_timeout_is_502() {
-    let replica = Replica::start().await;
-    let mut stack = Stack::start_unix("gw-router-down", "http://127.0.0.1:9", 300).await;
-    register(
-        &stack.rest,
-        "hello",
-        cluster_json(10_000, 1 << 20),
-        &[replica.addr],
-    )
-    .await;
-    stack.wait_synced().await;
+    let (_replica, mut stack) = warm_hello("gw-router-down", 300).await;
     let c = http();
-    assert_eq!(
-        c.get(stack.url("/hello"))
-            .send()
-            .await
-            .expect("GET")
-            .status(),
-        200
-    );
     stack.kill_router();
     let r = c.get(stack.url("/hello")).send().await.expect("GET");
     assert_eq!(r.status(), 502);
