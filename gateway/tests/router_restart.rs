@@ -70,8 +70,9 @@ async fn a_call_during_a_router_restart_waits_for_it() {
     assert_eq!(replica.arrivals(), before + 1);
 }
 
-/// A router that stays down past the connect timeout: the call gets 502 naming the router,
-/// and the gateway keeps serving what it answers itself.
+/// A router that stays down past the connect timeout: the call gets 502 naming the router
+/// (on a connection the gateway then closes, and says so), and the gateway keeps serving
+/// what it answers itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_router_down_past_the_connect_timeout_is_502() {
     let (_replica, mut stack) = warm_hello("gw-router-down", 300).await;
@@ -79,6 +80,11 @@ async fn a_router_down_past_the_connect_timeout_is_502() {
     stack.kill_router();
     let r = c.get(stack.url("/hello")).send().await.expect("GET");
     assert_eq!(r.status(), 502);
+    assert_eq!(
+        r.headers()["connection"],
+        "close",
+        "the gateway closes this connection: it says so"
+    );
     let body: serde_json::Value = r.json().await.expect("json");
     assert_eq!(body["function"], "hello");
     assert!(

@@ -693,6 +693,10 @@ impl ProxyHttp for Gateway {
         let code = err.status();
         if session.response_written().is_none() {
             tracing::warn!(function = ?ctx.function, error = %e, status = code, "request failed");
+            // The connection is not reused after this answer (below): say so in it
+            // (`Connection: close`), or a client would send its next request on a connection
+            // about to close and see it fail.
+            session.set_keepalive(None);
             if let Err(we) = respond::error(session, &err, ctx.function_headers()).await {
                 tracing::debug!(error = %we, "could not write the error response");
             }
